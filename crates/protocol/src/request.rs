@@ -1,0 +1,605 @@
+//! Requests: their kinds, bodies, and the request half of the header.
+//!
+//! A request payload is `u16 kind | u32 request_id | body`. Decoding reads the header first
+//! and keeps it, so every later failure can name the request it belongs to and the server can
+//! answer it with an error instead of dropping the connection.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::codec::{Reader, Wire, Writer};
+use crate::error::{BodyError, DecodeError, EncodeError};
+use crate::frame::{write_frame, REQUEST_HEADER_LEN};
+use crate::types::{OffsetSpec, PartitionOffset, ResetPolicyWire, TopicConfigWire};
+
+/// The stable numeric identity of a request type. Values are never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u16)]
+pub enum RequestKind {
+    /// Handshake and version negotiation; must be first on a connection.
+    Hello = 1,
+    /// Create a topic.
+    CreateTopic = 2,
+    /// Delete a topic and its data.
+    DeleteTopic = 3,
+    /// List all topics.
+    ListTopics = 4,
+    /// Configuration and per-partition state of one topic.
+    DescribeTopic = 5,
+    /// Grow a topic to a total partition count.
+    AddPartitions = 6,
+    /// Append a record batch to a partition.
+    Produce = 7,
+    /// Read record batches from a partition.
+    Fetch = 8,
+    /// Look up an offset by position or time.
+    ListOffsets = 9,
+    /// Join (or rejoin) a consumer group.
+    JoinGroup = 10,
+    /// Keep group membership alive and learn the current assignment.
+    Heartbeat = 11,
+    /// Leave a consumer group.
+    LeaveGroup = 12,
+    /// Commit consumed positions.
+    CommitOffsets = 13,
+    /// Read a group's committed positions.
+    FetchOffsets = 14,
+    /// List all consumer groups.
+    ListGroups = 15,
+    /// Members, assignment and lag of one group.
+    DescribeGroup = 16,
+    /// Delete a consumer group and its commits.
+    DeleteGroup = 17,
+}
+
+impl RequestKind {
+    /// Every kind, in numeric order.
+    pub const ALL: [RequestKind; 17] = [
+        RequestKind::Hello,
+        RequestKind::CreateTopic,
+        RequestKind::DeleteTopic,
+        RequestKind::ListTopics,
+        RequestKind::DescribeTopic,
+        RequestKind::AddPartitions,
+        RequestKind::Produce,
+        RequestKind::Fetch,
+        RequestKind::ListOffsets,
+        RequestKind::JoinGroup,
+        RequestKind::Heartbeat,
+        RequestKind::LeaveGroup,
+        RequestKind::CommitOffsets,
+        RequestKind::FetchOffsets,
+        RequestKind::ListGroups,
+        RequestKind::DescribeGroup,
+        RequestKind::DeleteGroup,
+    ];
+
+    /// Maps a wire value to a kind; `None` for values this implementation does not know.
+    pub fn from_u16(value: u16) -> Option<RequestKind> {
+        match value {
+            1..=17 => Some(Self::ALL[usize::from(value) - 1]),
+            _ => None,
+        }
+    }
+
+    /// The wire value of this kind.
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+}
+
+impl From<RequestKind> for u16 {
+    fn from(kind: RequestKind) -> u16 {
+        kind.as_u16()
+    }
+}
+
+/// A request body. See `docs/protocol.md` for the meaning of each field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Kind 1.
+    Hello {
+        /// Oldest protocol version the client speaks.
+        min_version: u16,
+        /// Newest protocol version the client speaks.
+        max_version: u16,
+        /// Free-form client identification, for logs.
+        client_name: String,
+    },
+    /// Kind 2.
+    CreateTopic {
+        /// Topic name.
+        name: String,
+        /// Initial partition count.
+        partitions: u32,
+        /// Settings; `None` fields take server defaults.
+        config: TopicConfigWire,
+    },
+    /// Kind 3.
+    DeleteTopic {
+        /// Topic name.
+        name: String,
+    },
+    /// Kind 4.
+    ListTopics,
+    /// Kind 5.
+    DescribeTopic {
+        /// Topic name.
+        name: String,
+    },
+    /// Kind 6.
+    AddPartitions {
+        /// Topic name.
+        name: String,
+        /// New total partition count (not the number to add).
+        total: u32,
+    },
+    /// Kind 7.
+    Produce {
+        /// Topic name.
+        topic: String,
+        /// Target partition.
+        partition: u32,
+        /// One record batch in the log's on-disk format.
+        batch: Bytes,
+    },
+    /// Kind 8.
+    Fetch {
+        /// Topic name.
+        topic: String,
+        /// Source partition.
+        partition: u32,
+        /// First offset wanted.
+        offset: u64,
+        /// Soft limit on returned batch bytes.
+        max_bytes: u32,
+        /// How long to wait for data when there is none yet.
+        max_wait_ms: u32,
+    },
+    /// Kind 9.
+    ListOffsets {
+        /// Topic name.
+        topic: String,
+        /// Partition to look in.
+        partition: u32,
+        /// Which offset to find.
+        spec: OffsetSpec,
+    },
+    /// Kind 10.
+    JoinGroup {
+        /// Group name.
+        group: String,
+        /// Topic the group consumes.
+        topic: String,
+        /// Previous member id when rejoining, `None` on first join.
+        member_id: Option<String>,
+        /// Free-form client identification.
+        client_name: String,
+        /// Membership expires without a heartbeat for this long.
+        session_timeout_ms: u32,
+        /// Start position for partitions without a usable commit.
+        reset: ResetPolicyWire,
+    },
+    /// Kind 11.
+    Heartbeat {
+        /// Group name.
+        group: String,
+        /// Member id from `Joined`.
+        member_id: String,
+        /// Generation the member believes is current.
+        generation: u32,
+        /// Partitions the member currently consumes.
+        owned: Vec<u32>,
+    },
+    /// Kind 12.
+    LeaveGroup {
+        /// Group name.
+        group: String,
+        /// Member id from `Joined`.
+        member_id: String,
+    },
+    /// Kind 13.
+    CommitOffsets {
+        /// Group name.
+        group: String,
+        /// Member id from `Joined`.
+        member_id: String,
+        /// Generation the member believes is current.
+        generation: u32,
+        /// Positions to commit.
+        offsets: Vec<PartitionOffset>,
+    },
+    /// Kind 14.
+    FetchOffsets {
+        /// Group name.
+        group: String,
+    },
+    /// Kind 15.
+    ListGroups,
+    /// Kind 16.
+    DescribeGroup {
+        /// Group name.
+        group: String,
+    },
+    /// Kind 17.
+    DeleteGroup {
+        /// Group name.
+        group: String,
+    },
+}
+
+impl Request {
+    /// The kind this request is sent as.
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            Request::Hello { .. } => RequestKind::Hello,
+            Request::CreateTopic { .. } => RequestKind::CreateTopic,
+            Request::DeleteTopic { .. } => RequestKind::DeleteTopic,
+            Request::ListTopics => RequestKind::ListTopics,
+            Request::DescribeTopic { .. } => RequestKind::DescribeTopic,
+            Request::AddPartitions { .. } => RequestKind::AddPartitions,
+            Request::Produce { .. } => RequestKind::Produce,
+            Request::Fetch { .. } => RequestKind::Fetch,
+            Request::ListOffsets { .. } => RequestKind::ListOffsets,
+            Request::JoinGroup { .. } => RequestKind::JoinGroup,
+            Request::Heartbeat { .. } => RequestKind::Heartbeat,
+            Request::LeaveGroup { .. } => RequestKind::LeaveGroup,
+            Request::CommitOffsets { .. } => RequestKind::CommitOffsets,
+            Request::FetchOffsets { .. } => RequestKind::FetchOffsets,
+            Request::ListGroups => RequestKind::ListGroups,
+            Request::DescribeGroup { .. } => RequestKind::DescribeGroup,
+            Request::DeleteGroup { .. } => RequestKind::DeleteGroup,
+        }
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match self {
+            Request::Hello {
+                min_version,
+                max_version,
+                client_name,
+            } => {
+                w.u16(*min_version);
+                w.u16(*max_version);
+                w.string("client_name", client_name)?;
+            }
+            Request::CreateTopic {
+                name,
+                partitions,
+                config,
+            } => {
+                w.string("topic name", name)?;
+                w.u32(*partitions);
+                config.encode(w)?;
+            }
+            Request::DeleteTopic { name } | Request::DescribeTopic { name } => {
+                w.string("topic name", name)?;
+            }
+            Request::ListTopics | Request::ListGroups => {}
+            Request::AddPartitions { name, total } => {
+                w.string("topic name", name)?;
+                w.u32(*total);
+            }
+            Request::Produce {
+                topic,
+                partition,
+                batch,
+            } => {
+                w.string("topic", topic)?;
+                w.u32(*partition);
+                w.blob("batch", batch)?;
+            }
+            Request::Fetch {
+                topic,
+                partition,
+                offset,
+                max_bytes,
+                max_wait_ms,
+            } => {
+                w.string("topic", topic)?;
+                w.u32(*partition);
+                w.u64(*offset);
+                w.u32(*max_bytes);
+                w.u32(*max_wait_ms);
+            }
+            Request::ListOffsets {
+                topic,
+                partition,
+                spec,
+            } => {
+                w.string("topic", topic)?;
+                w.u32(*partition);
+                spec.encode(w)?;
+            }
+            Request::JoinGroup {
+                group,
+                topic,
+                member_id,
+                client_name,
+                session_timeout_ms,
+                reset,
+            } => {
+                w.string("group", group)?;
+                w.string("topic", topic)?;
+                w.option(member_id.as_ref(), |w, id| w.string("member_id", id))?;
+                w.string("client_name", client_name)?;
+                w.u32(*session_timeout_ms);
+                reset.encode(w)?;
+            }
+            Request::Heartbeat {
+                group,
+                member_id,
+                generation,
+                owned,
+            } => {
+                w.string("group", group)?;
+                w.string("member_id", member_id)?;
+                w.u32(*generation);
+                w.list("owned", owned)?;
+            }
+            Request::LeaveGroup { group, member_id } => {
+                w.string("group", group)?;
+                w.string("member_id", member_id)?;
+            }
+            Request::CommitOffsets {
+                group,
+                member_id,
+                generation,
+                offsets,
+            } => {
+                w.string("group", group)?;
+                w.string("member_id", member_id)?;
+                w.u32(*generation);
+                w.list("offsets", offsets)?;
+            }
+            Request::FetchOffsets { group }
+            | Request::DescribeGroup { group }
+            | Request::DeleteGroup { group } => {
+                w.string("group", group)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode_body(kind: RequestKind, r: &mut Reader) -> Result<Request, BodyError> {
+        Ok(match kind {
+            RequestKind::Hello => Request::Hello {
+                min_version: r.u16("min_version")?,
+                max_version: r.u16("max_version")?,
+                client_name: r.string("client_name")?,
+            },
+            RequestKind::CreateTopic => Request::CreateTopic {
+                name: r.string("topic name")?,
+                partitions: r.u32("partitions")?,
+                config: TopicConfigWire::decode(r)?,
+            },
+            RequestKind::DeleteTopic => Request::DeleteTopic {
+                name: r.string("topic name")?,
+            },
+            RequestKind::ListTopics => Request::ListTopics,
+            RequestKind::DescribeTopic => Request::DescribeTopic {
+                name: r.string("topic name")?,
+            },
+            RequestKind::AddPartitions => Request::AddPartitions {
+                name: r.string("topic name")?,
+                total: r.u32("total")?,
+            },
+            RequestKind::Produce => Request::Produce {
+                topic: r.string("topic")?,
+                partition: r.u32("partition")?,
+                batch: r.blob("batch")?,
+            },
+            RequestKind::Fetch => Request::Fetch {
+                topic: r.string("topic")?,
+                partition: r.u32("partition")?,
+                offset: r.u64("offset")?,
+                max_bytes: r.u32("max_bytes")?,
+                max_wait_ms: r.u32("max_wait_ms")?,
+            },
+            RequestKind::ListOffsets => Request::ListOffsets {
+                topic: r.string("topic")?,
+                partition: r.u32("partition")?,
+                spec: OffsetSpec::decode(r)?,
+            },
+            RequestKind::JoinGroup => Request::JoinGroup {
+                group: r.string("group")?,
+                topic: r.string("topic")?,
+                member_id: r.option("member_id", |r| r.string("member_id"))?,
+                client_name: r.string("client_name")?,
+                session_timeout_ms: r.u32("session_timeout_ms")?,
+                reset: ResetPolicyWire::decode(r)?,
+            },
+            RequestKind::Heartbeat => Request::Heartbeat {
+                group: r.string("group")?,
+                member_id: r.string("member_id")?,
+                generation: r.u32("generation")?,
+                owned: r.list("owned")?,
+            },
+            RequestKind::LeaveGroup => Request::LeaveGroup {
+                group: r.string("group")?,
+                member_id: r.string("member_id")?,
+            },
+            RequestKind::CommitOffsets => Request::CommitOffsets {
+                group: r.string("group")?,
+                member_id: r.string("member_id")?,
+                generation: r.u32("generation")?,
+                offsets: r.list("offsets")?,
+            },
+            RequestKind::FetchOffsets => Request::FetchOffsets {
+                group: r.string("group")?,
+            },
+            RequestKind::ListGroups => Request::ListGroups,
+            RequestKind::DescribeGroup => Request::DescribeGroup {
+                group: r.string("group")?,
+            },
+            RequestKind::DeleteGroup => Request::DeleteGroup {
+                group: r.string("group")?,
+            },
+        })
+    }
+}
+
+/// Appends `request` as one complete frame (length prefix included) to `buf`.
+///
+/// On error `buf` is left as it was.
+pub fn encode_request(
+    request_id: u32,
+    request: &Request,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    write_frame(buf, |w| {
+        w.u16(request.kind().as_u16());
+        w.u32(request_id);
+        request.encode_body(w)
+    })
+}
+
+/// Decodes a request payload as returned by [`crate::split_frame`].
+///
+/// Byte blobs in the result are slices of `payload`, not copies.
+pub fn decode_request(payload: Bytes) -> Result<(u32, Request), DecodeError> {
+    let len = payload.len();
+    let too_short = |_| DecodeError::TooShort {
+        len,
+        need: REQUEST_HEADER_LEN,
+    };
+    let mut r = Reader::new(payload);
+    let raw_kind = r.u16("kind").map_err(too_short)?;
+    let request_id = r.u32("request_id").map_err(too_short)?;
+    let Some(kind) = RequestKind::from_u16(raw_kind) else {
+        return Err(DecodeError::UnknownRequest {
+            kind: raw_kind,
+            request_id,
+        });
+    };
+    let malformed = |problem| DecodeError::Malformed {
+        kind: raw_kind,
+        request_id,
+        problem,
+    };
+    let request = Request::decode_body(kind, &mut r).map_err(malformed)?;
+    r.finish().map_err(malformed)?;
+    Ok((request_id, request))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{split_frame, DEFAULT_MAX_FRAME};
+
+    fn payload(request_id: u32, request: &Request) -> Bytes {
+        let mut buf = BytesMut::new();
+        encode_request(request_id, request, &mut buf).expect("encodes");
+        split_frame(&mut buf, DEFAULT_MAX_FRAME)
+            .expect("valid frame")
+            .expect("complete frame")
+    }
+
+    #[test]
+    fn kinds_are_numbered_in_order() {
+        for (index, kind) in RequestKind::ALL.iter().enumerate() {
+            assert_eq!(usize::from(kind.as_u16()), index + 1);
+            assert_eq!(RequestKind::from_u16(kind.as_u16()), Some(*kind));
+        }
+        assert_eq!(RequestKind::from_u16(0), None);
+        assert_eq!(RequestKind::from_u16(18), None);
+    }
+
+    #[test]
+    fn hello_has_the_documented_layout() {
+        let request = Request::Hello {
+            min_version: 1,
+            max_version: 2,
+            client_name: "cli".into(),
+        };
+        let mut buf = BytesMut::new();
+        encode_request(0x0a0b_0c0d, &request, &mut buf).expect("encodes");
+        let expected = [
+            0, 0, 0, 15, // frame length
+            0, 1, // kind
+            0x0a, 0x0b, 0x0c, 0x0d, // request id
+            0, 1, 0, 2, // versions
+            0, 3, b'c', b'l', b'i', // client name
+        ];
+        assert_eq!(&buf[..], &expected);
+    }
+
+    #[test]
+    fn empty_body_requests_are_header_only() {
+        let bytes = payload(5, &Request::ListTopics);
+        assert_eq!(&bytes[..], &[0, 4, 0, 0, 0, 5]);
+        assert_eq!(decode_request(bytes), Ok((5, Request::ListTopics)));
+    }
+
+    #[test]
+    fn produce_batch_is_zero_copy() {
+        let request = Request::Produce {
+            topic: "t".into(),
+            partition: 0,
+            batch: Bytes::from_static(b"batch-bytes"),
+        };
+        let bytes = payload(1, &request);
+        let range = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
+        let (_, decoded) = decode_request(bytes).expect("decodes");
+        let Request::Produce { batch, .. } = &decoded else {
+            panic!("expected produce, got {decoded:?}");
+        };
+        assert!(range.contains(&(batch.as_ptr() as usize)));
+        assert_eq!(decoded, request);
+    }
+
+    #[test]
+    fn unknown_kind_keeps_header() {
+        let bytes = Bytes::from_static(&[0, 99, 0, 0, 0, 42, 1, 2, 3]);
+        assert_eq!(
+            decode_request(bytes),
+            Err(DecodeError::UnknownRequest {
+                kind: 99,
+                request_id: 42
+            })
+        );
+    }
+
+    #[test]
+    fn bad_body_keeps_header_and_maps_to_malformed_request() {
+        // DeleteTopic whose name claims 5 bytes but carries 1.
+        let bytes = Bytes::from_static(&[0, 3, 0, 0, 0, 7, 0, 5, b'x']);
+        let error = decode_request(bytes).expect_err("truncated body");
+        assert_eq!(error.request_id(), Some(7));
+        assert_eq!(error.kind(), Some(3));
+        assert_eq!(error.error_code(), crate::ErrorCode::MalformedRequest);
+        assert!(error.to_string().contains("topic name"), "{error}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_malformed() {
+        let bytes = Bytes::from_static(&[0, 15, 0, 0, 0, 1, 0]);
+        assert!(matches!(
+            decode_request(bytes),
+            Err(DecodeError::Malformed {
+                kind: 15,
+                request_id: 1,
+                problem: BodyError::TrailingBytes { count: 1 }
+            })
+        ));
+    }
+
+    #[test]
+    fn short_payload_has_no_header() {
+        let error = decode_request(Bytes::from_static(&[0, 1, 0])).expect_err("too short");
+        assert_eq!(error, DecodeError::TooShort { len: 3, need: 6 });
+        assert_eq!(error.request_id(), None);
+    }
+
+    #[test]
+    fn failed_encode_leaves_buffer_untouched() {
+        let request = Request::DeleteTopic {
+            name: "n".repeat(70_000),
+        };
+        let mut buf = BytesMut::from(&b"prior"[..]);
+        assert!(matches!(
+            encode_request(1, &request, &mut buf),
+            Err(EncodeError::StringTooLong { .. })
+        ));
+        assert_eq!(&buf[..], b"prior");
+    }
+}
