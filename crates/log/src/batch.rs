@@ -34,7 +34,11 @@ pub struct ProducerStamp {
 
 impl Default for ProducerStamp {
     fn default() -> Self {
-        ProducerStamp { producer_id: NO_PRODUCER, epoch: -1, base_sequence: -1 }
+        ProducerStamp {
+            producer_id: NO_PRODUCER,
+            epoch: -1,
+            base_sequence: -1,
+        }
     }
 }
 
@@ -71,7 +75,10 @@ impl BatchHeader {
     /// Decodes the header at the start of `buf` without checking the checksum.
     pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         if buf.len() < HEADER_LEN {
-            return Err(BatchError::Truncated { needed: HEADER_LEN, available: buf.len() });
+            return Err(BatchError::Truncated {
+                needed: HEADER_LEN,
+                available: buf.len(),
+            });
         }
         let mut cursor = &buf[..HEADER_LEN];
         let base_offset = cursor.get_u64();
@@ -81,7 +88,10 @@ impl BatchHeader {
             return Err(BatchError::BadMagic(magic));
         }
         if (length as usize) < HEADER_LEN - PREFIX_LEN {
-            return Err(BatchError::Truncated { needed: HEADER_LEN, available: length as usize });
+            return Err(BatchError::Truncated {
+                needed: HEADER_LEN,
+                available: length as usize,
+            });
         }
         Ok(BatchHeader {
             base_offset,
@@ -181,7 +191,11 @@ impl BatchBuilder {
     pub fn finish(mut self) -> Bytes {
         let length = (self.buf.len() - PREFIX_LEN) as u32;
         let first = self.first_timestamp.unwrap_or(0);
-        let max = if self.count == 0 { first } else { self.max_timestamp };
+        let max = if self.count == 0 {
+            first
+        } else {
+            self.max_timestamp
+        };
         let header = &mut self.buf[..HEADER_LEN];
         header[8..12].copy_from_slice(&length.to_be_bytes());
         header[12] = MAGIC;
@@ -212,12 +226,18 @@ impl Batch {
         let header = BatchHeader::parse(bytes)?;
         let total = header.total_len();
         if bytes.len() < total {
-            return Err(BatchError::Truncated { needed: total, available: bytes.len() });
+            return Err(BatchError::Truncated {
+                needed: total,
+                available: bytes.len(),
+            });
         }
         let bytes = bytes.slice(..total);
         let computed = compute_crc(&bytes);
         if computed != header.crc {
-            return Err(BatchError::Checksum { stored: header.crc, computed });
+            return Err(BatchError::Checksum {
+                stored: header.crc,
+                computed,
+            });
         }
         let batch = Batch { header, bytes };
         batch.validate_records(max_record_bytes)?;
@@ -232,7 +252,11 @@ impl Batch {
     /// Iterates the records; call only on a batch returned by `parse`, which already proved
     /// every record well-formed.
     pub fn records(&self) -> RecordIter<'_> {
-        RecordIter { batch: self, pos: HEADER_LEN, index: 0 }
+        RecordIter {
+            batch: self,
+            pos: HEADER_LEN,
+            index: 0,
+        }
     }
 
     fn validate_records(&self, max_record_bytes: usize) -> Result<(), BatchError> {
@@ -285,9 +309,13 @@ impl Iterator for RecordIter<'_> {
         if self.pos >= self.batch.bytes.len() {
             return None;
         }
-        let record =
-            Record::decode(&self.batch.bytes, &mut self.pos, &self.batch.header, self.index)
-                .ok()?;
+        let record = Record::decode(
+            &self.batch.bytes,
+            &mut self.pos,
+            &self.batch.header,
+            self.index,
+        )
+        .ok()?;
         self.index += 1;
         Some(record)
     }
@@ -322,7 +350,11 @@ mod tests {
     #[test]
     fn round_trip_keeps_absent_and_empty_apart() {
         let records = vec![
-            RecordBuf { key: None, value: None, headers: vec![] },
+            RecordBuf {
+                key: None,
+                value: None,
+                headers: vec![],
+            },
             RecordBuf {
                 key: Some(Bytes::new()),
                 value: Some(Bytes::new()),
@@ -366,7 +398,10 @@ mod tests {
     fn every_truncation_is_an_error() {
         let bytes = sample(&[RecordBuf::new(Some(b"k".as_slice()), b"value".as_slice())]);
         for cut in 0..bytes.len() {
-            assert!(Batch::parse(&bytes.slice(..cut), 1 << 20).is_err(), "cut at {cut}");
+            assert!(
+                Batch::parse(&bytes.slice(..cut), 1 << 20).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 

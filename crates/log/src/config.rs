@@ -26,7 +26,9 @@ impl std::str::FromStr for FsyncPolicy {
             "always" => Ok(FsyncPolicy::Always),
             "interval" => Ok(FsyncPolicy::Interval),
             "never" => Ok(FsyncPolicy::Never),
-            other => Err(format!("unknown fsync policy `{other}`; use always, interval or never")),
+            other => Err(format!(
+                "unknown fsync policy `{other}`; use always, interval or never"
+            )),
         }
     }
 }

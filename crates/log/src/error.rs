@@ -24,7 +24,11 @@ pub enum BatchError {
         "record {index} is {size} bytes, over the limit of {limit} bytes; \
          raise the topic's max_record_bytes or send a smaller record"
     )]
-    RecordTooLarge { index: u32, size: usize, limit: usize },
+    RecordTooLarge {
+        index: u32,
+        size: usize,
+        limit: usize,
+    },
     #[error("batch header says max timestamp {declared} but its records' maximum is {actual}")]
     TimestampMismatch { declared: i64, actual: i64 },
 }
@@ -44,19 +48,31 @@ pub enum LogError {
         "offset {offset} is out of range: the log holds offsets {log_start} to {log_end} \
          (end exclusive)"
     )]
-    OffsetOutOfRange { offset: u64, log_start: u64, log_end: u64 },
+    OffsetOutOfRange {
+        offset: u64,
+        log_start: u64,
+        log_end: u64,
+    },
     #[error(
         "corrupt data in segment {path} at byte {position} (near offset {offset}): {reason}; \
          the broker refuses to serve it"
     )]
-    Corrupt { path: PathBuf, position: u64, offset: u64, reason: String },
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        offset: u64,
+        reason: String,
+    },
     #[error("invalid log configuration: {0}")]
     Config(String),
 }
 
 impl LogError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        LogError::Io { path: path.into(), source }
+        LogError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -50,10 +50,19 @@ impl SegmentIndex {
         interval_bytes: u64,
     ) {
         if self.offsets.is_empty() || self.bytes_since_entry >= interval_bytes {
-            self.offsets.push(OffsetEntry { relative_offset, position });
-            let newer = self.times.last().is_none_or(|last| max_timestamp_so_far > last.timestamp);
+            self.offsets.push(OffsetEntry {
+                relative_offset,
+                position,
+            });
+            let newer = self
+                .times
+                .last()
+                .is_none_or(|last| max_timestamp_so_far > last.timestamp);
             if newer {
-                self.times.push(TimeEntry { timestamp: max_timestamp_so_far, relative_offset });
+                self.times.push(TimeEntry {
+                    timestamp: max_timestamp_so_far,
+                    relative_offset,
+                });
             }
             self.bytes_since_entry = 0;
         }
@@ -62,15 +71,23 @@ impl SegmentIndex {
 
     /// Position of the last indexed batch whose relative offset is `<= relative_offset`.
     pub fn lookup_offset(&self, relative_offset: u32) -> u32 {
-        let index = self.offsets.partition_point(|entry| entry.relative_offset <= relative_offset);
-        index.checked_sub(1).map_or(0, |found| self.offsets[found].position)
+        let index = self
+            .offsets
+            .partition_point(|entry| entry.relative_offset <= relative_offset);
+        index
+            .checked_sub(1)
+            .map_or(0, |found| self.offsets[found].position)
     }
 
     /// Relative offset from which to scan for the first record with timestamp >= `timestamp`:
     /// the last entry whose running maximum is still below it.
     pub fn lookup_time(&self, timestamp: i64) -> u32 {
-        let index = self.times.partition_point(|entry| entry.timestamp < timestamp);
-        index.checked_sub(1).map_or(0, |found| self.times[found].relative_offset)
+        let index = self
+            .times
+            .partition_point(|entry| entry.timestamp < timestamp);
+        index
+            .checked_sub(1)
+            .map_or(0, |found| self.times[found].relative_offset)
     }
 
     /// Writes both indexes next to the segment, replacing older files.
@@ -118,14 +135,21 @@ impl SegmentIndex {
             .collect();
         let offsets_ok = offsets.windows(2).all(|pair| {
             pair[0].relative_offset < pair[1].relative_offset && pair[0].position < pair[1].position
-        }) && offsets.iter().all(|entry| u64::from(entry.position) < data_len.max(1));
+        }) && offsets
+            .iter()
+            .all(|entry| u64::from(entry.position) < data_len.max(1));
         let times_ok = times.windows(2).all(|pair| {
-            pair[0].timestamp < pair[1].timestamp && pair[0].relative_offset < pair[1].relative_offset
+            pair[0].timestamp < pair[1].timestamp
+                && pair[0].relative_offset < pair[1].relative_offset
         });
         if !(offsets_ok && times_ok) || (offsets.is_empty() && data_len > 0) {
             return None;
         }
-        Some(SegmentIndex { offsets, times, bytes_since_entry: 0 })
+        Some(SegmentIndex {
+            offsets,
+            times,
+            bytes_since_entry: 0,
+        })
     }
 
     pub fn entries(&self) -> usize {
@@ -136,7 +160,8 @@ impl SegmentIndex {
 fn write_synced(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = fs::File::create(&tmp).map_err(|err| LogError::io(&tmp, err))?;
-    file.write_all(contents).map_err(|err| LogError::io(&tmp, err))?;
+    file.write_all(contents)
+        .map_err(|err| LogError::io(&tmp, err))?;
     file.sync_data().map_err(|err| LogError::io(&tmp, err))?;
     fs::rename(&tmp, path).map_err(|err| LogError::io(path, err))
 }
@@ -167,7 +192,10 @@ mod tests {
         let index = built();
         assert_eq!(index.lookup_time(0), 0);
         let start = index.lookup_time(55);
-        assert!(start <= 50, "scan must start at or before offset 50, got {start}");
+        assert!(
+            start <= 50,
+            "scan must start at or before offset 50, got {start}"
+        );
     }
 
     #[test]

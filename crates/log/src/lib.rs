@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod partition;
+pub mod partitioner;
 pub mod record;
 pub mod segment;
 pub mod varint;

@@ -59,15 +59,24 @@ struct State {
 
 impl State {
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has an active segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has an active segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
     }
 
     fn start_offset(&self) -> u64 {
-        self.segments.values().next().map_or(0, |segment| segment.base_offset)
+        self.segments
+            .values()
+            .next()
+            .map_or(0, |segment| segment.base_offset)
     }
 }
 
@@ -83,7 +92,9 @@ pub struct PartitionLog {
 
 impl std::fmt::Debug for PartitionLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartitionLog").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -152,7 +163,12 @@ impl PartitionLog {
 
     /// Bytes of data in all segments.
     pub fn size_bytes(&self) -> u64 {
-        self.state.lock().segments.values().map(|segment| segment.size).sum()
+        self.state
+            .lock()
+            .segments
+            .values()
+            .map(|segment| segment.size)
+            .sum()
     }
 
     pub fn segment_count(&self) -> usize {
@@ -180,7 +196,10 @@ impl PartitionLog {
         let end = active.next_offset;
         self.end_offset.store(end, Ordering::Release);
         self.dirty.store(true, Ordering::Release);
-        Ok(AppendInfo { base_offset: header.base_offset, record_count: header.record_count })
+        Ok(AppendInfo {
+            base_offset: header.base_offset,
+            record_count: header.record_count,
+        })
     }
 
     fn roll_if_needed(&self, state: &mut State, incoming: u64, now_ms: i64) -> Result<()> {
@@ -194,7 +213,10 @@ impl PartitionLog {
         }
         // Seal the active segment: its data and index are made durable once, here, so that
         // recovery only ever has to scan the newest segment.
-        active.file.sync_data().map_err(|err| LogError::io(&active.path, err))?;
+        active
+            .file
+            .sync_data()
+            .map_err(|err| LogError::io(&active.path, err))?;
         active.write_index()?;
         let base = active.next_offset;
         let segment = Segment::create(&self.dir, base, now_ms)?;
@@ -211,10 +233,18 @@ impl PartitionLog {
             let log_start = state.start_offset();
             let log_end = state.active().next_offset;
             if offset < log_start || offset > log_end {
-                return Err(LogError::OffsetOutOfRange { offset, log_start, log_end });
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start,
+                    log_end,
+                });
             }
             if offset == log_end {
-                return Ok(ReadResult { batches: Bytes::new(), log_start, log_end });
+                return Ok(ReadResult {
+                    batches: Bytes::new(),
+                    log_start,
+                    log_end,
+                });
             }
             let segment = find_segment(&state.segments, offset);
             let relative = (offset - segment.base_offset).min(u64::from(u32::MAX)) as u32;
@@ -243,11 +273,18 @@ impl PartitionLog {
         let batches = segment::read_batches(&file, &path, position, limit, max_bytes)?;
         let batches = verify_served(batches, &path, position, offset)?;
         if batches.is_empty() {
-            return Err(corrupt(&path, position, offset, format!(
-                "no readable batch holds offset {offset} (segment starting at {base})"
-            )));
+            return Err(corrupt(
+                &path,
+                position,
+                offset,
+                format!("no readable batch holds offset {offset} (segment starting at {base})"),
+            ));
         }
-        Ok(ReadResult { batches, log_start, log_end })
+        Ok(ReadResult {
+            batches,
+            log_start,
+            log_end,
+        })
     }
 
     /// The offset of the first record with a timestamp at or after `timestamp`, or the end
@@ -306,7 +343,11 @@ impl PartitionLog {
         let (file, path, end) = {
             let state = self.state.lock();
             let active = state.active();
-            (Arc::clone(&active.file), active.path.clone(), active.next_offset)
+            (
+                Arc::clone(&active.file),
+                active.path.clone(),
+                active.next_offset,
+            )
         };
         self.dirty.store(false, Ordering::Release);
         file.sync_data().map_err(|err| LogError::io(&path, err))?;
@@ -331,7 +372,11 @@ impl PartitionLog {
         let mut state = self.state.lock();
         let mut total: u64 = state.segments.values().map(|segment| segment.size).sum();
         while state.segments.len() > 1 {
-            let oldest = state.segments.values().next().expect("more than one segment");
+            let oldest = state
+                .segments
+                .values()
+                .next()
+                .expect("more than one segment");
             let age_ms = max_age.map(|age| age.as_millis() as i64);
             let too_old = age_ms.is_some_and(|age| oldest.max_timestamp < now_ms - age);
             let too_big = max_bytes.is_some_and(|limit| total > limit);
@@ -371,8 +416,15 @@ impl PartitionLog {
     pub fn write_raw_for_test(&self, bytes: &[u8]) -> Result<()> {
         let state = self.state.lock();
         let active = state.active();
-        let len = active.file.metadata().map_err(|err| LogError::io(&active.path, err))?.len();
-        active.file.write_all_at(bytes, len).map_err(|err| LogError::io(&active.path, err))
+        let len = active
+            .file
+            .metadata()
+            .map_err(|err| LogError::io(&active.path, err))?
+            .len();
+        active
+            .file
+            .write_all_at(bytes, len)
+            .map_err(|err| LogError::io(&active.path, err))
     }
 }
 
@@ -386,7 +438,12 @@ fn find_segment(segments: &BTreeMap<u64, Segment>, offset: u64) -> &Segment {
 }
 
 fn corrupt(path: &Path, position: u64, offset: u64, reason: String) -> LogError {
-    LogError::Corrupt { path: path.to_path_buf(), position, offset, reason }
+    LogError::Corrupt {
+        path: path.to_path_buf(),
+        position,
+        offset,
+        reason,
+    }
 }
 
 /// Checks the checksum of every batch about to be served. Batches before a bad one are still
@@ -401,7 +458,10 @@ fn verify_served(batches: Bytes, path: &Path, position: u64, offset: u64) -> Res
         let end = good + header.total_len();
         let computed = batch::compute_crc(&batches[good..end]);
         if computed != header.crc {
-            let err = crate::error::BatchError::Checksum { stored: header.crc, computed };
+            let err = crate::error::BatchError::Checksum {
+                stored: header.crc,
+                computed,
+            };
             return corrupt_or_prefix(batches, good, path, position, offset, err);
         }
         good = end;
@@ -451,7 +511,11 @@ fn recover_tail(
 ) -> Result<Segment> {
     let (mut segment, end) = Segment::recover(path, base, interval, now_ms)?;
     if let ScanEnd::Invalid { position, reason } = end {
-        let file_len = segment.file.metadata().map_err(|err| LogError::io(path, err))?.len();
+        let file_len = segment
+            .file
+            .metadata()
+            .map_err(|err| LogError::io(path, err))?
+            .len();
         let cut = file_len - position;
         segment.truncate(position)?;
         report.truncated_bytes += cut;

@@ -83,7 +83,9 @@ impl RecordBuf {
 }
 
 fn optional_len(field: &Option<Bytes>) -> usize {
-    field.as_ref().map_or(0, |bytes| varint::len_u64(bytes.len() as u64) + bytes.len())
+    field
+        .as_ref()
+        .map_or(0, |bytes| varint::len_u64(bytes.len() as u64) + bytes.len())
 }
 
 /// A stored record, as a consumer sees it.
@@ -132,8 +134,16 @@ impl Record {
             *pos = field_end;
             Ok(field)
         };
-        let key = if attributes & HAS_KEY != 0 { Some(take(pos)?) } else { None };
-        let value = if attributes & HAS_VALUE != 0 { Some(take(pos)?) } else { None };
+        let key = if attributes & HAS_KEY != 0 {
+            Some(take(pos)?)
+        } else {
+            None
+        };
+        let value = if attributes & HAS_VALUE != 0 {
+            Some(take(pos)?)
+        } else {
+            None
+        };
         let header_count =
             varint::get_u64(body, pos).ok_or(malformed("bad header count"))? as usize;
         // Each header takes at least two bytes, which bounds the allocation by the input.

@@ -56,7 +56,10 @@ impl Segment {
     }
 
     fn index_paths(&self) -> (PathBuf, PathBuf) {
-        (self.path.with_extension("index"), self.path.with_extension("timeindex"))
+        (
+            self.path.with_extension("index"),
+            self.path.with_extension("timeindex"),
+        )
     }
 
     /// Creates a new, empty segment.
@@ -112,7 +115,10 @@ impl Segment {
     /// when they pass sanity checks and rebuilding them from the data otherwise.
     pub fn open_sealed(path: &Path, base_offset: u64, interval_bytes: u64) -> Result<Segment> {
         let file = open_rw(path)?;
-        let data_len = file.metadata().map_err(|err| LogError::io(path, err))?.len();
+        let data_len = file
+            .metadata()
+            .map_err(|err| LogError::io(path, err))?
+            .len();
         let mut segment = Segment {
             base_offset,
             next_offset: base_offset,
@@ -153,11 +159,19 @@ impl Segment {
         interval_bytes: u64,
         build_index: bool,
     ) -> Result<ScanEnd> {
-        let file_len = self.file.metadata().map_err(|err| LogError::io(&self.path, err))?.len();
+        let file_len = self
+            .file
+            .metadata()
+            .map_err(|err| LogError::io(&self.path, err))?
+            .len();
         let mut pos = position;
         let mut buf = BytesMut::new();
         let mut buf_start = pos;
-        let mut expected_base: Option<u64> = if position == 0 { Some(self.base_offset) } else { None };
+        let mut expected_base: Option<u64> = if position == 0 {
+            Some(self.base_offset)
+        } else {
+            None
+        };
         loop {
             if pos >= file_len {
                 return Ok(ScanEnd::Clean);
@@ -175,7 +189,12 @@ impl Segment {
                 buf_start = pos;
             }
             let in_buf = (pos - buf_start) as usize;
-            let invalid = |reason: String| Ok(ScanEnd::Invalid { position: pos, reason });
+            let invalid = |reason: String| {
+                Ok(ScanEnd::Invalid {
+                    position: pos,
+                    reason,
+                })
+            };
             let header = match BatchHeader::parse(&buf[in_buf..]) {
                 Ok(header) => header,
                 Err(err) => return invalid(err.to_string()),
@@ -232,15 +251,21 @@ impl Segment {
 
     /// Cuts the data file back to `size` bytes.
     pub fn truncate(&mut self, size: u64) -> Result<()> {
-        self.file.set_len(size).map_err(|err| LogError::io(&self.path, err))?;
-        self.file.sync_all().map_err(|err| LogError::io(&self.path, err))?;
+        self.file
+            .set_len(size)
+            .map_err(|err| LogError::io(&self.path, err))?;
+        self.file
+            .sync_all()
+            .map_err(|err| LogError::io(&self.path, err))?;
         self.size = size;
         Ok(())
     }
 
     /// Appends a batch whose base offset is already stamped to `self.next_offset`.
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader, interval: u64) -> Result<()> {
-        self.file.write_all_at(batch, self.size).map_err(|err| LogError::io(&self.path, err))?;
+        self.file
+            .write_all_at(batch, self.size)
+            .map_err(|err| LogError::io(&self.path, err))?;
         let position = self.size;
         self.note_batch(header, position, interval, true);
         Ok(())
@@ -267,7 +292,11 @@ impl Segment {
 }
 
 fn open_rw(path: &Path) -> Result<File> {
-    OpenOptions::new().read(true).write(true).open(path).map_err(|err| LogError::io(path, err))
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|err| LogError::io(path, err))
 }
 
 /// Reads `len` bytes at `position`; fewer only if the file is shorter.
@@ -298,7 +327,12 @@ pub fn read_batches(
     max_bytes: usize,
 ) -> Result<Bytes> {
     let available = limit.saturating_sub(position) as usize;
-    let mut buf = read_exact_at(file, path, position, available.min(max_bytes.max(HEADER_LEN)))?;
+    let mut buf = read_exact_at(
+        file,
+        path,
+        position,
+        available.min(max_bytes.max(HEADER_LEN)),
+    )?;
     let first = batch::peek_total_len(&buf).unwrap_or(0);
     if first > buf.len() && first <= available {
         buf = read_exact_at(file, path, position, first)?;

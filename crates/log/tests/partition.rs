@@ -9,14 +9,21 @@ use switchyard_log::{parse_batches, BatchBuilder, LogConfig, LogError, Partition
 const T0: i64 = 1_700_000_000_000;
 
 fn small_segments() -> LogConfig {
-    LogConfig { segment_bytes: 4096, index_interval_bytes: 256, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    }
 }
 
 fn batch(first: usize, count: usize, timestamp: i64) -> Bytes {
     let mut builder = BatchBuilder::new();
     for index in first..first + count {
         let value = format!("record-{index:06}");
-        builder.push(timestamp, &RecordBuf::new(Some(b"key".as_slice()), value.as_bytes()));
+        builder.push(
+            timestamp,
+            &RecordBuf::new(Some(b"key".as_slice()), value.as_bytes()),
+        );
     }
     builder.finish()
 }
@@ -29,7 +36,10 @@ fn read_all(log: &PartitionLog, from: u64) -> Vec<(u64, String)> {
         for batch in parse_batches(&result.batches).expect("valid batches") {
             for record in batch.records().filter(|record| record.offset >= offset) {
                 let value = record.value.expect("value");
-                out.push((record.offset, String::from_utf8(value.to_vec()).expect("utf8")));
+                out.push((
+                    record.offset,
+                    String::from_utf8(value.to_vec()).expect("utf8"),
+                ));
             }
         }
         offset = out.last().map_or(offset, |(last, _)| last + 1);
@@ -42,7 +52,9 @@ fn appends_get_contiguous_offsets_and_read_back_across_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (log, _) = PartitionLog::open(dir.path(), small_segments(), T0).expect("open");
     for round in 0..50 {
-        let info = log.append(&batch(round * 4, 4, T0 + round as i64), T0).expect("append");
+        let info = log
+            .append(&batch(round * 4, 4, T0 + round as i64), T0)
+            .expect("append");
         assert_eq!(info.base_offset, (round * 4) as u64);
     }
     assert_eq!(log.end_offset(), 200);
@@ -71,7 +83,9 @@ fn reopen_keeps_every_record_and_continues_offsets() {
     assert_eq!(report.truncated_bytes, 0);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(log.end_offset(), 90);
-    let info = log.append(&batch(90, 1, T0), T0).expect("append after reopen");
+    let info = log
+        .append(&batch(90, 1, T0), T0)
+        .expect("append after reopen");
     assert_eq!(info.base_offset, 90);
     assert_eq!(read_all(&log, 0).len(), 91);
 }
@@ -122,13 +136,19 @@ fn corruption_in_a_sealed_segment_is_reported_on_read_not_served() {
     }
     drop(log);
     let first = dir.path().join(format!("{:020}.log", 0));
-    let mut file = OpenOptions::new().read(true).write(true).open(&first).expect("open");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&first)
+        .expect("open");
     use std::io::{Seek, SeekFrom, Write};
     file.seek(SeekFrom::Start(100)).expect("seek");
     file.write_all(b"garbage!").expect("garble");
     drop(file);
     let (log, _) = PartitionLog::open(dir.path(), small_segments(), T0).expect("reopen");
-    let err = log.read(0, 1 << 20).expect_err("must not serve a bad batch");
+    let err = log
+        .read(0, 1 << 20)
+        .expect_err("must not serve a bad batch");
     assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("checksum"), "{err}");
 }
@@ -140,7 +160,10 @@ fn out_of_range_offsets_are_errors_and_end_offset_reads_empty() {
     log.append(&batch(0, 3, T0), T0).expect("append");
     assert!(log.read(3, 100).expect("read at end").batches.is_empty());
     let err = log.read(4, 100).expect_err("past end");
-    assert!(err.to_string().contains("offset 4 is out of range"), "{err}");
+    assert!(
+        err.to_string().contains("offset 4 is out of range"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -148,12 +171,16 @@ fn timestamp_lookup_finds_first_record_at_or_after() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (log, _) = PartitionLog::open(dir.path(), small_segments(), T0).expect("open");
     for round in 0..40 {
-        log.append(&batch(round * 2, 2, T0 + round as i64 * 1000), T0).expect("append");
+        log.append(&batch(round * 2, 2, T0 + round as i64 * 1000), T0)
+            .expect("append");
     }
     assert_eq!(log.offset_for_timestamp(0).expect("lookup"), 0);
     assert_eq!(log.offset_for_timestamp(T0 + 10_000).expect("lookup"), 20);
     assert_eq!(log.offset_for_timestamp(T0 + 10_001).expect("lookup"), 22);
-    assert_eq!(log.offset_for_timestamp(T0 + 1_000_000).expect("lookup"), 80);
+    assert_eq!(
+        log.offset_for_timestamp(T0 + 1_000_000).expect("lookup"),
+        80
+    );
 }
 
 #[test]
@@ -164,15 +191,24 @@ fn retention_removes_whole_old_segments_but_never_the_active_one() {
         log.append(&batch(round * 4, 4, T0), T0).expect("append");
     }
     let segments = log.segment_count();
-    let by_size = log.enforce_retention(T0, None, Some(8192)).expect("retention");
+    let by_size = log
+        .enforce_retention(T0, None, Some(8192))
+        .expect("retention");
     assert!(by_size.segments_removed > 0);
     assert!(log.size_bytes() <= 8192 + 4096);
     assert!(log.start_offset() > 0);
     let later = T0 + 3_600_000;
-    log.enforce_retention(later, Some(Duration::from_secs(60)), None).expect("retention");
-    assert_eq!(log.segment_count(), 1, "only the active segment stays (had {segments})");
+    log.enforce_retention(later, Some(Duration::from_secs(60)), None)
+        .expect("retention");
+    assert_eq!(
+        log.segment_count(),
+        1,
+        "only the active segment stays (had {segments})"
+    );
     assert_eq!(log.end_offset(), 800);
-    let err = log.read(0, 100).expect_err("removed offsets are out of range");
+    let err = log
+        .read(0, 100)
+        .expect_err("removed offsets are out of range");
     assert!(matches!(err, LogError::OffsetOutOfRange { .. }));
 }
 
@@ -200,7 +236,8 @@ fn concurrent_syncs_share_fsyncs_and_cover_all_appends() {
             let log = std::sync::Arc::clone(&log);
             std::thread::spawn(move || {
                 for round in 0..50 {
-                    log.append(&batch(thread * 1000 + round, 1, T0), T0).expect("append");
+                    log.append(&batch(thread * 1000 + round, 1, T0), T0)
+                        .expect("append");
                     log.sync().expect("sync");
                 }
             })

@@ -1,0 +1,116 @@
+//! Errors of the broker, each naming the topic, partition, group or member involved.
+
+use switchyard_log::{BatchError, LogError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("topic `{0}` does not exist; create it with `switchyard topic create {0}`")]
+    UnknownTopic(String),
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    #[error("invalid {kind} name `{name}`: {reason}")]
+    InvalidName {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("topic `{topic}` has {partitions} partitions; partition {partition} does not exist")]
+    PartitionOutOfRange {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+    #[error(
+        "offset {offset} is out of range for `{topic}` partition {partition}: it holds \
+         {log_start} to {log_end} (end exclusive)"
+    )]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        log_start: u64,
+        log_end: u64,
+    },
+    #[error("record rejected by `{topic}` partition {partition}: {source}")]
+    InvalidBatch {
+        topic: String,
+        partition: u32,
+        #[source]
+        source: BatchError,
+    },
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("group `{0}` does not exist")]
+    UnknownGroup(String),
+    #[error("member `{member}` is not in group `{group}` (its session may have expired); rejoin")]
+    UnknownMember { group: String, member: String },
+    #[error("group `{group}` reads topic `{existing}`, not `{requested}`; use another group name")]
+    GroupTopicMismatch {
+        group: String,
+        existing: String,
+        requested: String,
+    },
+    #[error(
+        "member `{member}` of group `{group}` does not own partition {partition}; \
+         commit only the partitions of your current assignment"
+    )]
+    NotPartitionOwner {
+        group: String,
+        member: String,
+        partition: u32,
+    },
+    #[error("storage error on `{topic}` partition {partition}: {source}")]
+    Storage {
+        topic: String,
+        partition: u32,
+        #[source]
+        source: LogError,
+    },
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl BrokerError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        BrokerError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Wraps a log error of one partition, lifting the variants a client can act on.
+    pub(crate) fn from_log(topic: &str, partition: u32, err: LogError) -> Self {
+        match err {
+            LogError::Batch(source) => BrokerError::InvalidBatch {
+                topic: topic.to_string(),
+                partition,
+                source,
+            },
+            LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            } => BrokerError::OffsetOutOfRange {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                log_start,
+                log_end,
+            },
+            LogError::Config(reason) => BrokerError::InvalidConfig(reason),
+            other => BrokerError::Storage {
+                topic: topic.to_string(),
+                partition,
+                source: other,
+            },
+        }
+    }
+}
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
