@@ -92,6 +92,8 @@ impl Reader {
         Ok(self.buf.get_i64())
     }
 
+    // No v1 field is a bool, but the encoding is part of the documented contract.
+    #[allow(dead_code)]
     pub(crate) fn bool(&mut self, field: &'static str) -> Result<bool, BodyError> {
         match self.u8(field)? {
             0 => Ok(false),
@@ -192,6 +194,7 @@ impl<'a> Writer<'a> {
         self.buf.put_i64(value);
     }
 
+    #[allow(dead_code)] // see `Reader::bool`
     pub(crate) fn bool(&mut self, value: bool) {
         self.buf.put_u8(u8::from(value));
     }
@@ -296,6 +299,10 @@ mod tests {
 
     #[test]
     fn bool_rejects_values_above_one() {
+        let mut buf = BytesMut::new();
+        Writer::new(&mut buf).bool(true);
+        assert_eq!(&buf[..], &[1]);
+        assert_eq!(reader(&[0]).bool("flag"), Ok(false));
         assert_eq!(reader(&[1]).bool("flag"), Ok(true));
         assert_eq!(
             reader(&[2]).bool("flag"),
@@ -344,7 +351,11 @@ mod tests {
         let mut r = reader(&[0xff, 0xff, 0xff, 0xff, 1, 2]);
         assert!(matches!(
             r.blob("batch"),
-            Err(BodyError::Truncated { need: 0xffff_ffff, have: 2, .. })
+            Err(BodyError::Truncated {
+                need: 0xffff_ffff,
+                have: 2,
+                ..
+            })
         ));
     }
 

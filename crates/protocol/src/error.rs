@@ -41,6 +41,12 @@ impl FrameError {
     pub fn error_code(&self) -> ErrorCode {
         ErrorCode::FrameTooLarge
     }
+
+    /// The error response to send (kind [`crate::NO_REQUEST_KIND`], request id 0) before
+    /// closing.
+    pub fn to_error_response(&self) -> ErrorResponse {
+        ErrorResponse::new(self.error_code(), self.to_string())
+    }
 }
 
 /// What went wrong inside a body, with the name of the field being read.

@@ -129,7 +129,11 @@ mod tests {
         let full = frame(&[9; 20]);
         for cut in 0..full.len() {
             let mut buf = BytesMut::from(&full[..cut]);
-            assert_eq!(split_frame(&mut buf, DEFAULT_MAX_FRAME), Ok(None), "cut {cut}");
+            assert_eq!(
+                split_frame(&mut buf, DEFAULT_MAX_FRAME),
+                Ok(None),
+                "cut {cut}"
+            );
             assert_eq!(buf.len(), cut);
         }
     }
@@ -164,7 +168,10 @@ mod tests {
     #[test]
     fn error_message_names_length_and_limit() {
         let error = FrameError::TooLarge { len: 99, max: 10 };
-        assert_eq!(error.to_string(), "frame length 99 exceeds the limit of 10 bytes");
+        assert_eq!(
+            error.to_string(),
+            "frame length 99 exceeds the limit of 10 bytes"
+        );
     }
 
     #[test]

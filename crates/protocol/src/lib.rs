@@ -1,1 +1,50 @@
-//! placeholder
+//! Switchyard's native binary wire protocol: pure encoding and decoding, no I/O.
+//!
+//! Everything here is a function from bytes to values or back, so the server, the client and
+//! the fuzzers share one definition of the wire and can test it without sockets. The contract
+//! itself is `docs/protocol.md`; this crate is its implementation.
+//!
+//! # Map
+//!
+//! - [`frame`]: length-prefixed framing; [`split_frame`] cuts payloads out of a stream.
+//! - [`request`]: [`Request`], [`RequestKind`], [`encode_request`], [`decode_request`].
+//! - [`response`]: [`Response`], [`encode_response`], [`decode_response`].
+//! - [`types`]: structured values shared by bodies (topic config, offsets, group state).
+//! - [`codes`]: [`ErrorCode`] (stable status values) and [`ErrorResponse`].
+//! - [`handshake`]: [`PROTOCOL_VERSION`] and [`negotiate_version`] for `Hello`.
+//! - [`error`]: [`FrameError`], [`DecodeError`], [`BodyError`], [`EncodeError`].
+//! - `codec` (private): bounds-checked primitive readers and writers.
+//!
+//! # Use
+//!
+//! A reader loop calls [`split_frame`] on its input buffer until it returns `None`, and hands
+//! each payload to [`decode_request`] (server) or [`decode_response`] (client). A
+//! [`FrameError`] means the stream is unusable: answer `FrameTooLarge` with request id 0 and
+//! close. A [`DecodeError`] with a request id means only that request was bad: answer it with
+//! [`DecodeError::to_error_response`] and carry on.
+
+mod codec;
+pub mod codes;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod request;
+pub mod response;
+pub mod types;
+
+pub use codes::{ErrorCode, ErrorResponse};
+pub use error::{BodyError, DecodeError, EncodeError, FrameError};
+pub use frame::{
+    split_frame, DEFAULT_MAX_FRAME, LENGTH_PREFIX_LEN, MIN_FRAME, REQUEST_HEADER_LEN,
+    RESPONSE_HEADER_LEN,
+};
+pub use handshake::{negotiate_version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+pub use request::{decode_request, encode_request, Request, RequestKind};
+pub use response::{
+    decode_response, encode_response, Response, ResponseResult, MAX_ERROR_MESSAGE_LEN,
+    NO_REQUEST_KIND,
+};
+pub use types::{
+    FsyncPolicyWire, GroupPartition, GroupSummary, MemberInfo, OffsetSpec, PartitionInfo,
+    PartitionOffset, ResetPolicyWire, TopicConfigWire, TopicSummary,
+};
