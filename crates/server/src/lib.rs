@@ -1,1 +1,18 @@
-//! placeholder
+//! The Switchyard server: the native protocol over TCP, on tokio, in front of the broker.
+//!
+//! - [`server`]: binding, accepting, the connection limit, graceful shutdown.
+//! - [`connection`]: one connection's read–answer–write loop and the handshake.
+//! - [`handler`]: what each request does, inline or as a waiting task.
+//! - [`convert`]: wire types ↔ broker types, broker errors → stable wire codes.
+//! - [`config`]: settings from defaults, TOML file, `SWITCHYARD_*` and flags.
+//! - [`units`]: human durations and sizes in configuration.
+
+pub mod config;
+pub mod connection;
+pub mod convert;
+pub mod handler;
+pub mod server;
+pub mod units;
+
+pub use config::{ConfigError, LogFormat, RawConfig, ServerConfig};
+pub use server::{Server, ServerError};

@@ -1,0 +1,195 @@
+//! One client connection: read frames, answer them, write responses.
+//!
+//! A reader loop decodes requests and hands them to the handler; a writer task sends the
+//! encoded responses, coalescing whatever is queued into one flush. Requests that wait run
+//! as their own tasks and answer through the same writer, so one slow fetch never holds up
+//! the rest of the connection.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use switchyard_broker::Broker;
+use switchyard_protocol::{
+    decode_request, encode_response, negotiate_version, split_frame, ErrorCode, ErrorResponse,
+    Request, Response, ResponseResult, NO_REQUEST_KIND,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::handler::{self, Limits, Outcome};
+
+/// How long a started frame may take to arrive whole; a peer that stalls mid-frame is cut
+/// off after this, so a truncated frame cannot pin a connection forever.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses queued for the writer before the reader stops taking requests: backpressure on
+/// a client that does not read its responses.
+const WRITE_QUEUE: usize = 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+/// Name the server gives in its hello.
+const SERVER_NAME: &str = concat!("switchyard ", env!("CARGO_PKG_VERSION"));
+
+/// Settings shared by every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSettings {
+    pub max_frame: u32,
+}
+
+/// Serves one connection until the peer closes it, it breaks the protocol, or the server
+/// shuts down.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Broker,
+    settings: ConnectionSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
+    let writer_task = tokio::spawn(write_loop(writer, rx));
+    let limits = Limits { max_fetch_bytes: settings.max_frame.saturating_sub(1024) };
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut handshaken = false;
+
+    loop {
+        // Answer every whole frame already buffered.
+        loop {
+            let payload = match split_frame(&mut buf, settings.max_frame) {
+                Ok(Some(payload)) => payload,
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "bad frame; closing");
+                    send(&tx, 0, NO_REQUEST_KIND, &Err(err.to_error_response())).await;
+                    return finish(tx, writer_task).await;
+                }
+            };
+            let (request_id, request) = match decode_request(payload) {
+                Ok(decoded) => decoded,
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "malformed request");
+                    let (Some(id), Some(kind)) = (err.request_id(), err.kind()) else {
+                        return finish(tx, writer_task).await;
+                    };
+                    send(&tx, id, kind, &Err(err.to_error_response())).await;
+                    continue;
+                }
+            };
+            let kind = request.kind().as_u16();
+            if !handshaken {
+                let accepted = hello(&request, settings.max_frame);
+                let closes = accepted.is_err();
+                send(&tx, request_id, kind, &accepted).await;
+                if closes {
+                    return finish(tx, writer_task).await;
+                }
+                handshaken = true;
+                continue;
+            }
+            match handler::handle(&broker, limits, request) {
+                Outcome::Ready(result) => send(&tx, request_id, kind, &result).await,
+                Outcome::Deferred(work) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let result = work.await;
+                        send(&tx, request_id, kind, &result).await;
+                    });
+                }
+            }
+        }
+
+        // Read more; a half-received frame must complete within FRAME_TIMEOUT.
+        buf.reserve(READ_CHUNK);
+        let read = tokio::select! {
+            read = read_some(&mut reader, &mut buf) => read,
+            _ = shutdown.changed() => return finish(tx, writer_task).await,
+        };
+        match read {
+            Ok(0) => return finish(tx, writer_task).await,
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(%peer, error = %err, "connection read ended");
+                return finish(tx, writer_task).await;
+            }
+        }
+    }
+}
+
+async fn read_some(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    if buf.is_empty() {
+        return reader.read_buf(buf).await;
+    }
+    match tokio::time::timeout(FRAME_TIMEOUT, reader.read_buf(buf)).await {
+        Ok(read) => read,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("frame incomplete after {FRAME_TIMEOUT:?}"),
+        )),
+    }
+}
+
+/// Answers the first request, which must be a hello with a version range we speak.
+fn hello(request: &Request, max_frame: u32) -> ResponseResult {
+    let Request::Hello { min_version, max_version, .. } = request else {
+        return Err(ErrorResponse::new(
+            ErrorCode::HandshakeRequired,
+            "the first request on a connection must be hello",
+        ));
+    };
+    let version = negotiate_version(*min_version, *max_version).ok_or_else(|| {
+        ErrorResponse::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "client speaks protocol versions {min_version} to {max_version}; this server \
+                 speaks {} to {}",
+                switchyard_protocol::MIN_PROTOCOL_VERSION,
+                switchyard_protocol::PROTOCOL_VERSION
+            ),
+        )
+    })?;
+    Ok(Response::HelloOk { version, server_name: SERVER_NAME.into(), max_frame })
+}
+
+async fn send(tx: &mpsc::Sender<BytesMut>, request_id: u32, kind: u16, result: &ResponseResult) {
+    let mut frame = BytesMut::new();
+    if let Err(err) = encode_response(request_id, kind, result, &mut frame) {
+        tracing::error!(request_id, kind, error = %err, "cannot encode response");
+        let fallback = Err(ErrorResponse::new(ErrorCode::Internal, err.to_string()));
+        frame.clear();
+        if encode_response(request_id, kind, &fallback, &mut frame).is_err() {
+            return;
+        }
+    }
+    // A closed writer means the peer is gone; there is no one left to tell.
+    let _ = tx.send(frame).await;
+}
+
+async fn finish(tx: mpsc::Sender<BytesMut>, writer: tokio::task::JoinHandle<()>) {
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<BytesMut>) {
+    let mut writer = BufWriter::with_capacity(256 * 1024, writer);
+    while let Some(frame) = rx.recv().await {
+        if writer.write_all(&frame).await.is_err() {
+            return;
+        }
+        // Coalesce everything already queued into one flush.
+        while let Ok(frame) = rx.try_recv() {
+            if writer.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
