@@ -1,1 +1,43 @@
-//! placeholder
+//! The async Rust client of Switchyard.
+//!
+//! Layered from the wire up, each layer usable on its own:
+//!
+//! - [`connection`]: one TCP connection with the handshake done; many requests in flight at
+//!   once, responses matched to callers by request id.
+//! - [`client`]: [`Client`], one typed method per request kind.
+//! - [`producer`]: [`Producer`], per-partition batching with linger, pipelined produces and a
+//!   [`DeliveryReceipt`] per record.
+//! - [`consumer`]: [`Consumer`], a consumer-group member: heartbeats in the background,
+//!   follows the broker's assignment, fetches its partitions concurrently, commits positions.
+//! - [`records`]: decoding fetched batches and encoding batches to produce.
+//! - [`types`]: named results of the calls that return more than a number.
+//! - [`error`]: [`ClientError`], the one error type.
+//!
+//! The wire contract is `docs/protocol.md`; encoding is `switchyard-protocol`'s, and the
+//! record batch format `switchyard-log`'s, so client and server cannot drift apart.
+//!
+//! There is no reconnect: when a connection dies, every call on it fails with
+//! [`ClientError::Closed`] naming the address and the cause, and the caller builds a new
+//! [`Client`].
+
+pub mod client;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod producer;
+pub mod records;
+pub mod types;
+
+pub use client::{Client, MAX_FETCH_BYTES};
+pub use connection::{ConnectOptions, Connection, ServerInfo};
+pub use consumer::{ConsumedRecord, Consumer, ConsumerOptions, StartPosition};
+pub use error::{ClientError, Result};
+pub use producer::{Delivery, DeliveryReceipt, Producer, ProducerOptions};
+pub use records::{encode_batch, record_size, FetchResult};
+pub use types::{GroupAssignment, GroupDescription, JoinRequest, JoinedGroup, TopicDescription};
+
+pub use switchyard_log::{Record, RecordBuf};
+pub use switchyard_protocol::{
+    ErrorCode, GroupPartition, GroupSummary, MemberInfo, OffsetSpec, PartitionInfo,
+    PartitionOffset, ResetPolicyWire, TopicConfigWire, TopicSummary,
+};

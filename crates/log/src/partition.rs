@@ -377,8 +377,9 @@ impl PartitionLog {
                 .values()
                 .next()
                 .expect("more than one segment");
-            let age_ms = max_age.map(|age| age.as_millis() as i64);
-            let too_old = age_ms.is_some_and(|age| oldest.max_timestamp < now_ms - age);
+            let age_ms = max_age.map(|age| i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+            let too_old =
+                age_ms.is_some_and(|age| oldest.max_timestamp < now_ms.saturating_sub(age));
             let too_big = max_bytes.is_some_and(|limit| total > limit);
             if !(too_old || too_big) {
                 break;

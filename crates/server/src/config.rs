@@ -131,16 +131,22 @@ impl ServerConfig {
                 _ => figment.merge(Serialized::default(key, value)),
             };
         }
-        let raw: RawConfig = figment.extract().map_err(|err| ConfigError::Load(err.to_string()))?;
+        let raw: RawConfig = figment
+            .extract()
+            .map_err(|err| ConfigError::Load(err.to_string()))?;
         Self::from_raw(&raw)
     }
 
     /// Checks every value of `raw`, naming the first bad key.
     pub fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
-        let invalid = |key: &'static str| move |reason: String| ConfigError::Invalid { key, reason };
+        let invalid =
+            |key: &'static str| move |reason: String| ConfigError::Invalid { key, reason };
         let listen = raw.listen.parse().map_err(|_| ConfigError::Invalid {
             key: "listen",
-            reason: format!("`{}` is not an address; write e.g. 127.0.0.1:7411", raw.listen),
+            reason: format!(
+                "`{}` is not an address; write e.g. 127.0.0.1:7411",
+                raw.listen
+            ),
         })?;
         let max_frame = parse_size(&raw.max_frame_bytes).map_err(invalid("max_frame_bytes"))?;
         if !(1024..=(1 << 30)).contains(&max_frame) {
@@ -167,8 +173,12 @@ impl ServerConfig {
             "none" | "unlimited" => None,
             text => Some(parse_size(text).map_err(invalid("default_retention_bytes"))?),
         };
-        let fsync: FsyncPolicy = raw.default_fsync.parse().map_err(invalid("default_fsync"))?;
-        let fsync_interval = parse_duration(&raw.fsync_interval).map_err(invalid("fsync_interval"))?;
+        let fsync: FsyncPolicy = raw
+            .default_fsync
+            .parse()
+            .map_err(invalid("default_fsync"))?;
+        let fsync_interval =
+            parse_duration(&raw.fsync_interval).map_err(invalid("fsync_interval"))?;
         let max_record = parse_size(&raw.max_record_bytes).map_err(invalid("max_record_bytes"))?;
         let topic_defaults = TopicConfig {
             partitions: raw.default_partitions,
@@ -186,7 +196,10 @@ impl ServerConfig {
         };
         topic_defaults
             .validate()
-            .map_err(|reason| ConfigError::Invalid { key: "default topic settings", reason })?;
+            .map_err(|reason| ConfigError::Invalid {
+                key: "default topic settings",
+                reason,
+            })?;
         if u64::from(topic_defaults.max_record_bytes) + 4096 > max_frame {
             return Err(ConfigError::Invalid {
                 key: "max_frame_bytes",
@@ -230,19 +243,39 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let raw = RawConfig { default_fsync: "sometimes".into(), ..RawConfig::default() };
+        let raw = RawConfig {
+            default_fsync: "sometimes".into(),
+            ..RawConfig::default()
+        };
         let err = ServerConfig::from_raw(&raw).expect_err("bad fsync");
-        assert!(err.to_string().starts_with("invalid value for `default_fsync`"), "{err}");
-        let raw = RawConfig { listen: "localhost".into(), ..RawConfig::default() };
-        assert!(ServerConfig::from_raw(&raw).expect_err("bad").to_string().contains("`listen`"));
+        assert!(
+            err.to_string()
+                .starts_with("invalid value for `default_fsync`"),
+            "{err}"
+        );
+        let raw = RawConfig {
+            listen: "localhost".into(),
+            ..RawConfig::default()
+        };
+        assert!(ServerConfig::from_raw(&raw)
+            .expect_err("bad")
+            .to_string()
+            .contains("`listen`"));
     }
 
     #[test]
     fn file_and_overrides_layer() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("switchyard.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ndefault_partitions = 4\n").expect("w");
-        let overrides = [("listen", "127.0.0.1:9001".into()), ("data_dir", "123".into())];
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\ndefault_partitions = 4\n",
+        )
+        .expect("w");
+        let overrides = [
+            ("listen", "127.0.0.1:9001".into()),
+            ("data_dir", "123".into()),
+        ];
         let config = ServerConfig::load(Some(&path), &overrides).expect("load");
         assert_eq!(config.data_dir, PathBuf::from("123"));
         assert_eq!(config.listen.port(), 9001);

@@ -51,7 +51,9 @@ pub async fn serve(
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
     let writer_task = tokio::spawn(write_loop(writer, rx));
-    let limits = Limits { max_fetch_bytes: settings.max_frame.saturating_sub(1024) };
+    let limits = Limits {
+        max_fetch_bytes: settings.max_frame.saturating_sub(1024),
+    };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut handshaken = false;
 
@@ -136,7 +138,12 @@ async fn read_some(
 
 /// Answers the first request, which must be a hello with a version range we speak.
 fn hello(request: &Request, max_frame: u32) -> ResponseResult {
-    let Request::Hello { min_version, max_version, .. } = request else {
+    let Request::Hello {
+        min_version,
+        max_version,
+        ..
+    } = request
+    else {
         return Err(ErrorResponse::new(
             ErrorCode::HandshakeRequired,
             "the first request on a connection must be hello",
@@ -153,7 +160,11 @@ fn hello(request: &Request, max_frame: u32) -> ResponseResult {
             ),
         )
     })?;
-    Ok(Response::HelloOk { version, server_name: SERVER_NAME.into(), max_frame })
+    Ok(Response::HelloOk {
+        version,
+        server_name: SERVER_NAME.into(),
+        max_frame,
+    })
 }
 
 async fn send(tx: &mpsc::Sender<BytesMut>, request_id: u32, kind: u16, result: &ResponseResult) {

@@ -23,31 +23,47 @@ pub fn error_response(err: &BrokerError) -> ErrorResponse {
         BrokerError::InvalidName { .. } => ErrorCode::InvalidName,
         BrokerError::PartitionOutOfRange { .. } => ErrorCode::PartitionOutOfRange,
         BrokerError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-        BrokerError::InvalidBatch { source: BatchError::RecordTooLarge { .. }, .. } => {
-            ErrorCode::RecordTooLarge
-        }
+        BrokerError::InvalidBatch {
+            source: BatchError::RecordTooLarge { .. },
+            ..
+        } => ErrorCode::RecordTooLarge,
         BrokerError::InvalidBatch { .. } => ErrorCode::CorruptBatch,
         BrokerError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         BrokerError::UnknownGroup(_) => ErrorCode::UnknownGroup,
         BrokerError::UnknownMember { .. } => ErrorCode::UnknownMember,
         BrokerError::GroupTopicMismatch { .. } => ErrorCode::GroupTopicMismatch,
         BrokerError::NotPartitionOwner { .. } => ErrorCode::NotPartitionOwner,
-        BrokerError::Storage { source: LogError::Corrupt { .. }, .. } => ErrorCode::StorageError,
+        BrokerError::Storage {
+            source: LogError::Corrupt { .. },
+            ..
+        } => ErrorCode::StorageError,
         BrokerError::Storage { .. } | BrokerError::Io { .. } => ErrorCode::StorageError,
         BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
     };
     ErrorResponse::new(code, err.to_string())
 }
 
-/// Fills the fields a creator left out with the server's defaults.
+/// Retention value on the wire that means "keep forever".
+pub const RETAIN_FOREVER: u64 = u64::MAX;
+
+/// Fills the fields a creator left out with the server's defaults. A partition count of 0
+/// means the server's default count; a retention of [`RETAIN_FOREVER`] means no age limit.
 pub fn topic_config(
     partitions: u32,
     wire: &TopicConfigWire,
     defaults: &TopicConfig,
 ) -> TopicConfig {
     TopicConfig {
-        partitions,
-        retention_ms: wire.retention_ms.or(defaults.retention_ms),
+        partitions: if partitions == 0 {
+            defaults.partitions
+        } else {
+            partitions
+        },
+        retention_ms: match wire.retention_ms {
+            Some(RETAIN_FOREVER) => None,
+            Some(ms) => Some(ms),
+            None => defaults.retention_ms,
+        },
         retention_bytes: wire.retention_bytes.or(defaults.retention_bytes),
         segment_bytes: wire.segment_bytes.unwrap_or(defaults.segment_bytes),
         segment_ms: wire.segment_ms.unwrap_or(defaults.segment_ms),

@@ -33,7 +33,11 @@ pub struct Limits {
 }
 
 fn ready<T>(result: Result<T, BrokerError>, wrap: impl FnOnce(T) -> Response) -> Outcome {
-    Outcome::Ready(result.map(wrap).map_err(|err| convert::error_response(&err)))
+    Outcome::Ready(
+        result
+            .map(wrap)
+            .map_err(|err| convert::error_response(&err)),
+    )
 }
 
 /// Runs `work` on the blocking pool and answers with its result.
@@ -61,36 +65,66 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
             switchyard_protocol::ErrorCode::InvalidRequest,
             "hello was already exchanged on this connection",
         ))),
-        Request::CreateTopic { name, partitions, config } => blocking(broker, move |broker| {
+        Request::CreateTopic {
+            name,
+            partitions,
+            config,
+        } => blocking(broker, move |broker| {
             let config = convert::topic_config(partitions, &config, &broker.topic_defaults());
             broker.create_topic(&name, config).map(|()| Response::Empty)
         }),
-        Request::DeleteTopic { name } => {
-            blocking(broker, move |broker| broker.delete_topic(&name).map(|()| Response::Empty))
-        }
+        Request::DeleteTopic { name } => blocking(broker, move |broker| {
+            broker.delete_topic(&name).map(|()| Response::Empty)
+        }),
         Request::AddPartitions { name, total } => blocking(broker, move |broker| {
-            broker.add_partitions(&name, total).map(|()| Response::Empty)
+            broker
+                .add_partitions(&name, total)
+                .map(|()| Response::Empty)
         }),
         Request::ListTopics => {
             let topics = broker.list_topics();
             Outcome::Ready(Ok(Response::Topics(
-                topics.into_iter().map(|(name, partitions)| TopicSummary { name, partitions }).collect(),
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| TopicSummary { name, partitions })
+                    .collect(),
             )))
         }
         Request::DescribeTopic { name } => {
             ready(broker.describe_topic(&name), convert::topic_description)
         }
-        Request::Produce { topic, partition, batch } => produce(broker, topic, partition, batch),
-        Request::Fetch { topic, partition, offset, max_bytes, max_wait_ms } => {
+        Request::Produce {
+            topic,
+            partition,
+            batch,
+        } => produce(broker, topic, partition, batch),
+        Request::Fetch {
+            topic,
+            partition,
+            offset,
+            max_bytes,
+            max_wait_ms,
+        } => {
             let max_bytes = max_bytes.min(limits.max_fetch_bytes) as usize;
             let wait = Duration::from_millis(u64::from(max_wait_ms)).min(MAX_FETCH_WAIT);
             fetch(broker, topic, partition, offset, max_bytes, wait)
         }
-        Request::ListOffsets { topic, partition, spec } => ready(
+        Request::ListOffsets {
+            topic,
+            partition,
+            spec,
+        } => ready(
             broker.list_offset(&topic, partition, convert::offset_spec(spec)),
             |offset| Response::Offset { offset },
         ),
-        Request::JoinGroup { group, topic, member_id, client_name, session_timeout_ms, reset } => {
+        Request::JoinGroup {
+            group,
+            topic,
+            member_id,
+            client_name,
+            session_timeout_ms,
+            reset,
+        } => {
             let joined = broker.join_group(
                 &group,
                 &topic,
@@ -107,21 +141,33 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
                     as u32,
             })
         }
-        Request::Heartbeat { group, member_id, owned, .. } => {
-            ready(broker.heartbeat(&group, &member_id, &owned), |assignment| {
-                Response::Assignment {
-                    generation: assignment.generation,
-                    assignment: assignment.partitions,
-                }
-            })
-        }
+        Request::Heartbeat {
+            group,
+            member_id,
+            owned,
+            ..
+        } => ready(broker.heartbeat(&group, &member_id, &owned), |assignment| {
+            Response::Assignment {
+                generation: assignment.generation,
+                assignment: assignment.partitions,
+            }
+        }),
         Request::LeaveGroup { group, member_id } => {
             ready(broker.leave_group(&group, &member_id), |()| Response::Empty)
         }
-        Request::CommitOffsets { group, member_id, offsets, .. } => {
-            let offsets: Vec<(u32, u64)> =
-                offsets.iter().map(|entry| (entry.partition, entry.offset)).collect();
-            ready(broker.commit_offsets(&group, &member_id, &offsets), |()| Response::Empty)
+        Request::CommitOffsets {
+            group,
+            member_id,
+            offsets,
+            ..
+        } => {
+            let offsets: Vec<(u32, u64)> = offsets
+                .iter()
+                .map(|entry| (entry.partition, entry.offset))
+                .collect();
+            ready(broker.commit_offsets(&group, &member_id, &offsets), |()| {
+                Response::Empty
+            })
         }
         Request::FetchOffsets { group } => ready(broker.committed_offsets(&group), |offsets| {
             Response::CommittedOffsets(
@@ -146,9 +192,7 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
         Request::DescribeGroup { group } => {
             ready(broker.describe_group(&group), convert::group_description)
         }
-        Request::DeleteGroup { group } => {
-            ready(broker.delete_group(&group), |()| Response::Empty)
-        }
+        Request::DeleteGroup { group } => ready(broker.delete_group(&group), |()| Response::Empty),
     }
 }
 
@@ -159,12 +203,16 @@ fn produce(broker: &Broker, topic: String, partition: u32, batch: bytes::Bytes) 
         Ok(appended) => appended,
         Err(err) => return Outcome::Ready(Err(convert::error_response(&err))),
     };
-    let response =
-        Response::Produced { base_offset: appended.info.base_offset, record_count: appended.info.record_count };
+    let response = Response::Produced {
+        base_offset: appended.info.base_offset,
+        record_count: appended.info.record_count,
+    };
     if !appended.needs_sync {
         return Outcome::Ready(Ok(response));
     }
-    blocking(broker, move |broker| broker.sync_partition(&topic, partition).map(|()| response))
+    blocking(broker, move |broker| {
+        broker.sync_partition(&topic, partition).map(|()| response)
+    })
 }
 
 /// Answers at once when there is data; otherwise waits for an append or the deadline.
@@ -191,8 +239,9 @@ fn fetch(
     let broker = broker.clone();
     Outcome::Deferred(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + wait;
-        let handle =
-            broker.partition_handle(&topic, partition).map_err(|e| convert::error_response(&e))?;
+        let handle = broker
+            .partition_handle(&topic, partition)
+            .map_err(|e| convert::error_response(&e))?;
         loop {
             let notified = handle.appended.notified();
             tokio::pin!(notified);

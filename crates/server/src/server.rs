@@ -58,13 +58,22 @@ impl Server {
             repaired,
             "data folder opened"
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let maintenance = broker.start_maintenance(MaintenanceOptions {
             retention_check: config.retention_check_interval,
         });
-        Ok(Server { listener, broker, config, maintenance: Some(maintenance) })
+        Ok(Server {
+            listener,
+            broker,
+            config,
+            maintenance: Some(maintenance),
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -83,7 +92,9 @@ impl Server {
         let limit = self.config.max_connections as usize;
         let slots = Arc::new(Semaphore::new(limit));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let settings = ConnectionSettings { max_frame: self.config.max_frame_bytes };
+        let settings = ConnectionSettings {
+            max_frame: self.config.max_frame_bytes,
+        };
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {

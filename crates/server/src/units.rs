@@ -13,7 +13,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024); case-insensitive.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
-    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
     let bad = || format!("`{text}` is not a size; write e.g. 1048576, 64KiB, 1 MiB, 2GB");
     let value: f64 = number.parse().map_err(|_| bad())?;

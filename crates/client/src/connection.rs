@@ -1,0 +1,517 @@
+//! One TCP connection to a server, shared by any number of concurrent callers.
+//!
+//! The protocol lets a client pipeline requests and the server answer them in any order, so
+//! a connection is two tasks around a table of pending calls rather than a lock around a
+//! socket:
+//!
+//! - callers encode their request, register a oneshot under a fresh request id and queue the
+//!   frame on an unbounded channel; queuing is synchronous, so two calls made one after the
+//!   other from one task reach the wire in that order (the producer relies on this to keep
+//!   batches of a partition in order);
+//! - the writer task drains everything queued before flushing, so a burst of small requests
+//!   costs one syscall, not one each;
+//! - the reader task cuts frames out of the stream and completes the oneshot whose id the
+//!   response carries.
+//!
+//! When either task sees the socket fail, the connection is marked closed with the reason and
+//! every pending call fails with it; calls made afterwards fail at once. There is no
+//! reconnect: a [`crate::Client`] user reconnects by building a new client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use switchyard_protocol::{
+    decode_response, encode_request, split_frame, Request, RequestKind, Response, ResponseResult,
+    DEFAULT_MAX_FRAME, LENGTH_PREFIX_LEN, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::{ClientError, Result};
+
+/// Largest response payload accepted. A fetch is capped at [`crate::MAX_FETCH_BYTES`] (16 MiB)
+/// and may return one whole batch beyond its soft limit, itself at most one default request
+/// frame; twice the default frame covers both.
+pub const MAX_RESPONSE_FRAME: u32 = 2 * DEFAULT_MAX_FRAME;
+
+/// Default time allowed for the TCP connect: a local or LAN server answers in milliseconds,
+/// and a dead address should fail while a person is still watching.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default time a request may wait for its response: long enough for a server stalled on a
+/// slow fsync, short enough that a hung server does not hang its clients forever.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Write buffer of the writer task: large enough to coalesce a burst of small requests into
+/// one syscall; larger frames bypass it.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Initial read buffer; `split_frame` grows it as larger responses arrive.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How to open a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Sent in `Hello`; shows up in the server's logs and group descriptions.
+    pub client_name: String,
+    /// Limit on establishing the TCP connection.
+    pub connect_timeout: Duration,
+    /// Default limit on waiting for each response.
+    pub request_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            client_name: "switchyard-client".into(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// What the server said about itself in `HelloOk`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Protocol version in use on this connection.
+    pub version: u16,
+    /// Free-form server identification.
+    pub server_name: String,
+    /// Largest request payload the server accepts.
+    pub max_frame: u32,
+}
+
+/// A handle to a connection; clones share the socket.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    frames: mpsc::UnboundedSender<Bytes>,
+    next_id: AtomicU32,
+    request_timeout: Duration,
+    server: OnceLock<ServerInfo>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+/// The part of a connection its two tasks share with the handles.
+struct Shared {
+    addr: String,
+    state: Mutex<State>,
+    closed: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<u32, oneshot::Sender<ResponseResult>>,
+    /// Why the connection ended; `Some` once it has.
+    closed: Option<String>,
+}
+
+/// A request on the wire whose response has not been awaited yet.
+pub(crate) struct PendingCall {
+    inner: Arc<Inner>,
+    id: u32,
+    kind: RequestKind,
+    response: oneshot::Receiver<ResponseResult>,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`), sets `TCP_NODELAY` and performs the handshake.
+    pub async fn connect(addr: &str, options: &ConnectOptions) -> Result<Connection> {
+        let connect = TcpStream::connect(addr);
+        let stream = tokio::time::timeout(options.connect_timeout, connect)
+            .await
+            .map_err(|_| ClientError::ConnectTimeout {
+                addr: addr.to_string(),
+                after_ms: millis(options.connect_timeout),
+            })?
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source: Arc::new(source),
+            })?;
+        stream.set_nodelay(true).map_err(|source| ClientError::Io {
+            addr: addr.to_string(),
+            source: Arc::new(source),
+        })?;
+
+        let connection = Connection::start(addr, stream, options.request_timeout);
+        connection.handshake(&options.client_name).await?;
+        Ok(connection)
+    }
+
+    /// Spawns the reader and writer tasks around a connected socket.
+    fn start(addr: &str, stream: TcpStream, request_timeout: Duration) -> Connection {
+        let (read_half, write_half) = stream.into_split();
+        let (frames, frame_queue) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            addr: addr.to_string(),
+            state: Mutex::new(State::default()),
+            closed: watch::channel(false).0,
+        });
+        let reader = tokio::spawn(read_loop(Arc::clone(&shared), read_half));
+        let writer = tokio::spawn(write_loop(Arc::clone(&shared), write_half, frame_queue));
+        Connection {
+            inner: Arc::new(Inner {
+                shared,
+                frames,
+                next_id: AtomicU32::new(1),
+                request_timeout,
+                server: OnceLock::new(),
+                tasks: [reader, writer],
+            }),
+        }
+    }
+
+    async fn handshake(&self, client_name: &str) -> Result<()> {
+        let hello = Request::Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            client_name: client_name.to_string(),
+        };
+        let Response::HelloOk {
+            version,
+            server_name,
+            max_frame,
+        } = self.call(hello).await?
+        else {
+            return Err(self.protocol_error("handshake was not answered with HelloOk"));
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(self.protocol_error(format!(
+                "server chose protocol version {version}, outside the offered \
+                 {PROTOCOL_VERSION}..={PROTOCOL_VERSION}"
+            )));
+        }
+        tracing::debug!(addr = %self.addr(), %server_name, max_frame, "connected");
+        let info = ServerInfo {
+            version,
+            server_name,
+            max_frame,
+        };
+        // The handshake runs once, before the handle is returned, so the cell is empty.
+        let _ = self.inner.server.set(info);
+        Ok(())
+    }
+
+    /// The address this connection was opened to, as given.
+    pub fn addr(&self) -> &str {
+        &self.inner.shared.addr
+    }
+
+    /// What the server announced in the handshake.
+    pub fn server_info(&self) -> Option<&ServerInfo> {
+        self.inner.server.get()
+    }
+
+    /// Largest request payload the server accepts.
+    pub fn max_frame(&self) -> u32 {
+        self.server_info()
+            .map_or(DEFAULT_MAX_FRAME, |info| info.max_frame)
+    }
+
+    /// Why the connection ended, or `None` while it is open.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.inner.shared.lock().closed.clone()
+    }
+
+    /// Sends `request` and waits for its response, up to the default request timeout.
+    pub async fn call(&self, request: Request) -> Result<Response> {
+        self.send(request, Duration::ZERO)?.wait().await
+    }
+
+    /// Like [`Connection::call`], allowing `extra` time beyond the default timeout (a fetch
+    /// that may wait for data adds its `max_wait`).
+    pub async fn call_with_extra_time(
+        &self,
+        request: Request,
+        extra: Duration,
+    ) -> Result<Response> {
+        self.send(request, extra)?.wait().await
+    }
+
+    /// Queues `request` on the wire now and returns a handle to await its response. Requests
+    /// sent one after another from one task are written in that order.
+    pub(crate) fn send(&self, request: Request, extra: Duration) -> Result<PendingCall> {
+        let kind = request.kind();
+
+        // Encode first: a request that cannot go on the wire must not take an id.
+        let mut frame = BytesMut::new();
+        encode_request(0, &request, &mut frame)?;
+        let len = frame.len() - LENGTH_PREFIX_LEN;
+        let limit = self.max_frame();
+        if len > limit as usize {
+            return Err(ClientError::FrameTooLarge {
+                request: request_name(kind),
+                len,
+                limit,
+            });
+        }
+
+        // Register under a fresh id, then patch the id into the already encoded header.
+        let (done, response) = oneshot::channel();
+        let id = {
+            let mut state = self.inner.shared.lock();
+            if let Some(reason) = &state.closed {
+                return Err(self.inner.shared.closed_error(reason));
+            }
+            let id = self.fresh_id(&state);
+            state.pending.insert(id, done);
+            id
+        };
+        let id_at = LENGTH_PREFIX_LEN + 2;
+        frame[id_at..id_at + 4].copy_from_slice(&id.to_be_bytes());
+        let call = PendingCall {
+            inner: Arc::clone(&self.inner),
+            id,
+            kind,
+            response,
+            timeout: self.inner.request_timeout + extra,
+        };
+
+        // Queue the frame; the writer only stops once the connection is closed.
+        tracing::debug!(addr = %self.addr(), request_id = id, request = request_name(kind), "send");
+        if self.inner.frames.send(frame.freeze()).is_err() {
+            let reason = "the writer task has stopped".to_string();
+            return Err(self.inner.shared.closed_error(&reason));
+        }
+        Ok(call)
+    }
+
+    /// An id not in use by any pending call, never 0 (the server's "no request" id).
+    fn fresh_id(&self, state: &State) -> u32 {
+        loop {
+            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+            if id != 0 && !state.pending.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn protocol_error(&self, detail: impl Into<String>) -> ClientError {
+        ClientError::Protocol {
+            addr: self.addr().to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.addr())
+            .field("server", &self.server_info())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // No handle and no pending call is left, so nobody can observe the tasks any more.
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl PendingCall {
+    /// Waits for the response, turning error statuses into [`ClientError::Server`].
+    pub(crate) async fn wait(mut self) -> Result<Response> {
+        let shared = &self.inner.shared;
+        let outcome = tokio::time::timeout(self.timeout, &mut self.response).await;
+        let result = match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => {
+                // The sender was dropped: the connection closed with this call pending.
+                let reason = shared.lock().closed.clone();
+                let reason = reason.unwrap_or_else(|| "the connection was dropped".into());
+                return Err(shared.closed_error(&reason));
+            }
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    addr: shared.addr.clone(),
+                    request: request_name(self.kind),
+                    after_ms: millis(self.timeout),
+                })
+            }
+        };
+        tracing::debug!(addr = %shared.addr, request_id = self.id, ok = result.is_ok(), "response");
+
+        let response = result.map_err(|error| ClientError::Server {
+            code: error.code,
+            message: error.message,
+        })?;
+        if !response.answers(self.kind) {
+            let detail = format!(
+                "a {} request was answered with a {} response",
+                request_name(self.kind),
+                response.name()
+            );
+            shared.close(format!("protocol error: {detail}"));
+            return Err(ClientError::Protocol {
+                addr: shared.addr.clone(),
+                detail,
+            });
+        }
+        Ok(response)
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        // A call given up on (timed out, or its future dropped) frees its id.
+        self.inner.shared.lock().pending.remove(&self.id);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves the map consistent, so poisoning is ignored.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn closed_error(&self, reason: &str) -> ClientError {
+        ClientError::Closed {
+            addr: self.addr.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Marks the connection closed (the first reason wins) and fails every pending call.
+    fn close(&self, reason: String) {
+        let pending = {
+            let mut state = self.lock();
+            if state.closed.is_none() {
+                tracing::debug!(addr = %self.addr, %reason, "connection closed");
+                state.closed = Some(reason);
+            }
+            std::mem::take(&mut state.pending)
+        };
+        // Dropping the senders wakes every waiter, which then reads the reason.
+        drop(pending);
+        self.closed.send_replace(true);
+    }
+
+    /// Hands one response payload to its caller; an error means the stream is unusable.
+    fn deliver(&self, payload: Bytes) -> std::result::Result<(), String> {
+        let (id, result) =
+            decode_response(payload).map_err(|err| format!("undecodable response: {err}"))?;
+        if id == 0 {
+            // Id 0 answers no request: the server is reporting a broken connection.
+            return Err(match result {
+                Err(error) => format!("server reported {}: {}", error.code, error.message),
+                Ok(_) => "server sent a success response with request id 0".into(),
+            });
+        }
+        let waiter = self.lock().pending.remove(&id);
+        match waiter {
+            // The caller may have stopped waiting in the meantime; that is fine.
+            Some(waiter) => drop(waiter.send(result)),
+            None => tracing::debug!(addr = %self.addr, request_id = id, "late response dropped"),
+        }
+        Ok(())
+    }
+}
+
+async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
+    let mut closed = shared.closed.subscribe();
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let reason = 'read: loop {
+        // Hand out every complete response before reading more.
+        loop {
+            match split_frame(&mut buf, MAX_RESPONSE_FRAME) {
+                Ok(Some(payload)) => {
+                    if let Err(reason) = shared.deliver(payload) {
+                        break 'read format!("protocol error: {reason}");
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => break 'read format!("protocol error: bad response frame: {err}"),
+            }
+        }
+
+        tokio::select! {
+            read = socket.read_buf(&mut buf) => match read {
+                Ok(0) => break "the server closed the connection".to_string(),
+                Ok(_) => {}
+                Err(err) => break format!("read failed: {err}"),
+            },
+            _ = closed.wait_for(|closed| *closed) => return,
+        }
+    };
+    shared.close(reason);
+}
+
+async fn write_loop(
+    shared: Arc<Shared>,
+    socket: OwnedWriteHalf,
+    mut frames: mpsc::UnboundedReceiver<Bytes>,
+) {
+    let mut closed = shared.closed.subscribe();
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, socket);
+    loop {
+        let first = tokio::select! {
+            frame = frames.recv() => frame,
+            _ = closed.wait_for(|closed| *closed) => return,
+        };
+        let Some(first) = first else {
+            // Every handle is gone: end the stream politely.
+            let _ = out.shutdown().await;
+            return;
+        };
+
+        // Coalesce: write everything already queued, then flush once.
+        let mut written = out.write_all(&first).await;
+        while written.is_ok() {
+            match frames.try_recv() {
+                Ok(frame) => written = out.write_all(&frame).await,
+                Err(_) => break,
+            }
+        }
+        if written.is_ok() {
+            written = out.flush().await;
+        }
+        if let Err(err) = written {
+            shared.close(format!("write failed: {err}"));
+            return;
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The protocol name of a request kind, for messages and logs.
+pub(crate) fn request_name(kind: RequestKind) -> &'static str {
+    match kind {
+        RequestKind::Hello => "Hello",
+        RequestKind::CreateTopic => "CreateTopic",
+        RequestKind::DeleteTopic => "DeleteTopic",
+        RequestKind::ListTopics => "ListTopics",
+        RequestKind::DescribeTopic => "DescribeTopic",
+        RequestKind::AddPartitions => "AddPartitions",
+        RequestKind::Produce => "Produce",
+        RequestKind::Fetch => "Fetch",
+        RequestKind::ListOffsets => "ListOffsets",
+        RequestKind::JoinGroup => "JoinGroup",
+        RequestKind::Heartbeat => "Heartbeat",
+        RequestKind::LeaveGroup => "LeaveGroup",
+        RequestKind::CommitOffsets => "CommitOffsets",
+        RequestKind::FetchOffsets => "FetchOffsets",
+        RequestKind::ListGroups => "ListGroups",
+        RequestKind::DescribeGroup => "DescribeGroup",
+        RequestKind::DeleteGroup => "DeleteGroup",
+    }
+}
