@@ -103,18 +103,19 @@ async fn read_partition(
             .await?;
         let micros = sent.elapsed().as_micros() as u64;
         let _ = shared.latency.lock().record(micros.max(1));
-        let mut bytes = 0u64;
-        let mut count = 0u64;
-        for record in fetched
+        let in_range = fetched.records.iter().take_while(|r| r.offset < until).count() as u64;
+        // Claim records against the target so that parallel readers stop exactly at it.
+        let claim = |done: u64| in_range.min(shared.target.saturating_sub(done));
+        let count = shared
             .records
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |done| Some(done + claim(done)))
+            .map(claim)
+            .unwrap_or(0);
+        let bytes: u64 = fetched.records[..count as usize]
             .iter()
-            .take_while(|record| record.offset < until)
-        {
-            bytes += record.value.as_ref().map_or(0, |value| value.len() as u64);
-            count += 1;
-        }
+            .map(|record| record.value.as_ref().map_or(0, |value| value.len() as u64))
+            .sum();
         offset = fetched.next_offset(offset);
-        shared.records.fetch_add(count, Ordering::Relaxed);
         shared.bytes.fetch_add(bytes, Ordering::Relaxed);
         bar.inc(count);
     }

@@ -89,7 +89,9 @@ pub async fn run(client: &Client, server: &str, args: &BenchArgs) -> anyhow::Res
         if finished {
             break;
         }
-        tokio::time::sleep_until(due.into()).await;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
         let micros = due.duration_since(start).as_micros() as u64;
         let records = batch_of(args.batch, args.size, micros);
         let partition = ((next / batch) % u64::from(partitions)) as u32;

@@ -140,7 +140,10 @@ async fn produce_loop(
             None => Instant::now(),
         };
         claimed_records += claimed;
-        tokio::time::sleep_until(due.into()).await;
+        if due > Instant::now() {
+            // Only when pacing: a sleep rounds up to the timer's 1 ms tick.
+            tokio::time::sleep_until(due.into()).await;
+        }
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
