@@ -78,6 +78,7 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub defaults: TopicConfig,
     pub shutting_down: AtomicBool,
+    pub syncer: crate::syncer::Syncer,
 }
 
 /// A handle to the broker's shared state.
@@ -141,6 +142,7 @@ impl Broker {
             clock: options.clock,
             defaults: options.topic_defaults,
             shutting_down: AtomicBool::new(false),
+            syncer: crate::syncer::Syncer::default(),
         };
         Ok((
             Broker {
@@ -285,6 +287,7 @@ impl Broker {
     /// Stops accepting changes and makes everything durable.
     pub fn shutdown(&self) -> Result<()> {
         self.inner.shutting_down.store(true, Ordering::Release);
+        self.inner.syncer.stop();
         let topics: Vec<Arc<Topic>> = self.inner.topics.read().values().cloned().collect();
         for topic in topics {
             for partition in topic.partitions() {
@@ -345,12 +348,5 @@ fn open_partition(
     let path = Topic::partition_dir(dir, id);
     let (log, report) = PartitionLog::open(&path, config.log_config(), now)
         .map_err(|err| BrokerError::from_log(topic, id, err))?;
-    Ok((
-        Partition {
-            id,
-            log,
-            appended: tokio::sync::Notify::new(),
-        },
-        report,
-    ))
+    Ok((Partition::new(id, log), report))
 }

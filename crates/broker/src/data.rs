@@ -131,3 +131,27 @@ impl Broker {
         }
     }
 }
+
+impl Broker {
+    /// Waits, without blocking a thread, until the records of `topic`/`partition` below
+    /// `end_offset` are on stable storage; the sync workers do the fsync, shared with every
+    /// other producer waiting on the partition.
+    pub async fn wait_durable(&self, topic: &str, partition: u32, end_offset: u64) -> Result<()> {
+        let target = self.topic(topic)?.partition(partition)?;
+        let mut durable = target.durable.subscribe();
+        self.inner.syncer.request(topic, &target);
+        let state = durable
+            .wait_for(|state| state.offset >= end_offset || state.error.is_some())
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)?
+            .clone();
+        if state.offset >= end_offset {
+            return Ok(());
+        }
+        Err(BrokerError::SyncFailed {
+            topic: topic.to_string(),
+            partition,
+            reason: state.error.map(|e| e.to_string()).unwrap_or_default(),
+        })
+    }
+}

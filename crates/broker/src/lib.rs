@@ -20,6 +20,7 @@ pub mod group;
 mod groups;
 pub mod maintenance;
 pub mod names;
+pub mod syncer;
 pub mod topic;
 pub mod topic_config;
 
@@ -33,4 +34,5 @@ pub use groups::{
     MIN_SESSION_TIMEOUT_MS,
 };
 pub use maintenance::{MaintenanceOptions, RetentionTotals};
+pub use syncer::Durability;
 pub use topic_config::TopicConfig;

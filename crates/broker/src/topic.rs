@@ -10,12 +10,31 @@ use tokio::sync::Notify;
 use crate::error::{BrokerError, Result};
 use crate::topic_config::TopicConfig;
 
-/// One partition: its log and a signal that fires on every append, for long-polling readers.
+/// One partition: its log, a signal that fires on every append (for long-polling readers),
+/// and the durable end offset (for producers waiting on an fsync).
 #[derive(Debug)]
 pub struct Partition {
     pub id: u32,
     pub log: PartitionLog,
     pub appended: Notify,
+    /// Offset below which every record is on stable storage; updated by the sync workers.
+    pub durable: tokio::sync::watch::Sender<crate::syncer::Durability>,
+    /// Whether the partition is waiting in the sync workers' queue.
+    pub(crate) sync_queued: std::sync::atomic::AtomicBool,
+}
+
+impl Partition {
+    pub(crate) fn new(id: u32, log: PartitionLog) -> Partition {
+        let offset = log.durable_offset();
+        let durable = tokio::sync::watch::Sender::new(crate::syncer::Durability { offset, error: None });
+        Partition {
+            id,
+            log,
+            appended: Notify::new(),
+            durable,
+            sync_queued: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 /// A topic with its partitions.

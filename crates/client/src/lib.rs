@@ -16,9 +16,17 @@
 //! The wire contract is `docs/protocol.md`; encoding is `switchyard-protocol`'s, and the
 //! record batch format `switchyard-log`'s, so client and server cannot drift apart.
 //!
-//! There is no reconnect: when a connection dies, every call on it fails with
-//! [`ClientError::Closed`] naming the address and the cause, and the caller builds a new
-//! [`Client`].
+//! # Limits
+//!
+//! - There is no reconnect: when a connection dies, every call on it fails with
+//!   [`ClientError::Closed`] naming the address and the cause, and the caller builds a new
+//!   [`Client`].
+//! - Nothing is retried, not even retryable codes (`StorageError`, `ShuttingDown`); a failed
+//!   produce fails the receipts of its batch.
+//! - A [`Producer`] reads the partition count once, at creation; partitions added later get
+//!   no records from it.
+//! - A [`Consumer`] delivers at least once: records returned but not committed when it dies
+//!   are read again by the next owner of their partition.
 
 pub mod client;
 pub mod connection;

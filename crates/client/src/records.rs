@@ -49,10 +49,13 @@ pub(crate) fn decode_fetched(
     Ok(records)
 }
 
-/// Size of `record` as the server measures it against `max_record_bytes`, give or take the
-/// few bytes its position in a batch adds: [`RecordBuf::estimated_size`] leaves eight bytes
-/// of room for the length prefix and the timestamp and offset deltas, which is more than they
-/// take in a batch of under 16,384 records spanning under 8 seconds.
+/// Size of `record` as checked against the topic's `max_record_bytes` before sending.
+///
+/// This is [`RecordBuf::estimated_size`]: the encoded body plus eight bytes for the length
+/// prefix and the timestamp and offset deltas, which take at most five in a batch of under
+/// 16,384 records spanning under 8 seconds. So a record the client accepts is never refused
+/// by the server for its size, while one within a few bytes of the limit may be refused by
+/// the client although the server would have taken it.
 pub fn record_size(record: &RecordBuf) -> usize {
     record.estimated_size()
 }

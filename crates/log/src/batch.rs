@@ -8,7 +8,7 @@
 use bytes::{Buf, Bytes};
 
 use crate::error::BatchError;
-use crate::record::{Record, RecordBuf};
+use crate::record::{RawRecord, Record, RecordBuf};
 use crate::varint;
 
 /// Magic byte of the only batch format this engine knows.
@@ -268,7 +268,7 @@ impl Batch {
         let mut max_ts = i64::MIN;
         while pos < self.bytes.len() {
             let start = pos;
-            let record = Record::decode(&self.bytes, &mut pos, &self.header, index)?;
+            let record = RawRecord::parse(&self.bytes, &mut pos, &self.header, index)?;
             if pos - start > max_record_bytes {
                 return Err(BatchError::RecordTooLarge {
                     index,
@@ -309,15 +309,11 @@ impl Iterator for RecordIter<'_> {
         if self.pos >= self.batch.bytes.len() {
             return None;
         }
-        let record = Record::decode(
-            &self.batch.bytes,
-            &mut self.pos,
-            &self.batch.header,
-            self.index,
-        )
-        .ok()?;
+        let header = &self.batch.header;
+        let raw = RawRecord::parse(&self.batch.bytes, &mut self.pos, header, self.index).ok()?;
+        let offset = header.base_offset + u64::from(self.index);
         self.index += 1;
-        Some(record)
+        Some(Record::from_raw(&self.batch.bytes, &raw, offset))
     }
 }
 

@@ -355,6 +355,11 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Offset up to which (exclusive) everything is known to be on stable storage.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_offset.load(Ordering::Acquire)
+    }
+
     /// Whether anything was appended since the last `sync`.
     pub fn is_dirty(&self) -> bool {
         self.dirty.load(Ordering::Acquire)

@@ -3,6 +3,8 @@
 //! A key or value may be absent or present-but-empty; the two are different and are kept apart
 //! by presence bits, so a consumer can tell a tombstone (no value) from an empty message.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use crate::batch::BatchHeader;
@@ -99,14 +101,27 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
-impl Record {
-    /// Decodes the record that starts at `*pos` of a batch, including its leading length.
-    pub(crate) fn decode(
-        batch: &Bytes,
+/// A record located inside a batch but not yet copied out: byte ranges into the batch.
+/// Validating a batch on append needs only this, which costs no allocation per record.
+#[derive(Debug, Clone)]
+pub(crate) struct RawRecord {
+    pub timestamp: i64,
+    pub key: Option<Range<usize>>,
+    pub value: Option<Range<usize>>,
+    /// Where the headers are, and how many; already checked to be well-formed.
+    pub headers: Range<usize>,
+    pub header_count: usize,
+}
+
+impl RawRecord {
+    /// Locates and checks the record that starts at `*pos` of a batch, including its
+    /// leading length, and moves `*pos` past it.
+    pub(crate) fn parse(
+        batch: &[u8],
         pos: &mut usize,
         header: &BatchHeader,
         index: u32,
-    ) -> Result<Record, BatchError> {
+    ) -> Result<RawRecord, BatchError> {
         let malformed = |reason| BatchError::MalformedRecord { index, reason };
         let body_len = varint::get_u64(batch, pos).ok_or(malformed("bad length"))? as usize;
         let end = pos
@@ -124,35 +139,20 @@ impl Record {
         if offset_delta != u64::from(index) {
             return Err(malformed("offset delta out of sequence"));
         }
-        let take = |pos: &mut usize| -> Result<Bytes, BatchError> {
-            let len = varint::get_u64(body, pos).ok_or(malformed("bad field length"))? as usize;
-            let field_end = pos
-                .checked_add(len)
-                .filter(|field_end| *field_end <= end)
-                .ok_or(malformed("field runs past the record"))?;
-            let field = batch.slice(*pos..field_end);
-            *pos = field_end;
-            Ok(field)
+        let field = |pos: &mut usize| {
+            take_field(body, pos).ok_or(malformed("field runs past the record"))
         };
-        let key = if attributes & HAS_KEY != 0 {
-            Some(take(pos)?)
-        } else {
-            None
-        };
-        let value = if attributes & HAS_VALUE != 0 {
-            Some(take(pos)?)
-        } else {
-            None
-        };
+        let key = if attributes & HAS_KEY != 0 { Some(field(pos)?) } else { None };
+        let value = if attributes & HAS_VALUE != 0 { Some(field(pos)?) } else { None };
         let header_count =
             varint::get_u64(body, pos).ok_or(malformed("bad header count"))? as usize;
-        // Each header takes at least two bytes, which bounds the allocation by the input.
-        let mut headers = Vec::with_capacity(header_count.min((end - *pos) / 2));
+        let headers_start = *pos;
         for _ in 0..header_count {
-            let name = take(pos)?;
-            let name = String::from_utf8(name.to_vec())
-                .map_err(|_| malformed("header name is not UTF-8"))?;
-            headers.push((name, take(pos)?));
+            let name = field(pos)?;
+            if std::str::from_utf8(&body[name]).is_err() {
+                return Err(malformed("header name is not UTF-8"));
+            }
+            field(pos)?;
         }
         if *pos != end {
             return Err(malformed("trailing bytes after the record"));
@@ -161,12 +161,42 @@ impl Record {
             .first_timestamp
             .checked_add(timestamp_delta)
             .ok_or(malformed("timestamp overflows"))?;
-        Ok(Record {
-            offset: header.base_offset + u64::from(index),
-            timestamp,
-            key,
-            value,
+        Ok(RawRecord { timestamp, key, value, headers: headers_start..end, header_count })
+    }
+}
+
+/// Reads a varint length and returns the range of the field that follows, inside `body`.
+fn take_field(body: &[u8], pos: &mut usize) -> Option<Range<usize>> {
+    let len = varint::get_u64(body, pos)? as usize;
+    let start = *pos;
+    let end = start.checked_add(len).filter(|end| *end <= body.len())?;
+    *pos = end;
+    Some(start..end)
+}
+
+impl Record {
+    /// Copies a located record out of its batch; fields share the batch's memory.
+    pub(crate) fn from_raw(batch: &Bytes, raw: &RawRecord, offset: u64) -> Record {
+        let mut headers = Vec::with_capacity(raw.header_count);
+        let mut pos = raw.headers.start;
+        let region = &batch[..raw.headers.end];
+        for _ in 0..raw.header_count {
+            // The ranges were checked by `RawRecord::parse`; a failure here cannot happen,
+            // and would only shorten the header list.
+            let (Some(name), Some(value)) =
+                (take_field(region, &mut pos), take_field(region, &mut pos))
+            else {
+                break;
+            };
+            let name = String::from_utf8_lossy(&region[name]).into_owned();
+            headers.push((name, batch.slice(value)));
+        }
+        Record {
+            offset,
+            timestamp: raw.timestamp,
+            key: raw.key.clone().map(|range| batch.slice(range)),
+            value: raw.value.clone().map(|range| batch.slice(range)),
             headers,
-        })
+        }
     }
 }

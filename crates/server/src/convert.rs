@@ -37,7 +37,9 @@ pub fn error_response(err: &BrokerError) -> ErrorResponse {
             source: LogError::Corrupt { .. },
             ..
         } => ErrorCode::StorageError,
-        BrokerError::Storage { .. } | BrokerError::Io { .. } => ErrorCode::StorageError,
+        BrokerError::Storage { .. } | BrokerError::Io { .. } | BrokerError::SyncFailed { .. } => {
+            ErrorCode::StorageError
+        }
         BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
     };
     ErrorResponse::new(code, err.to_string())

@@ -196,23 +196,28 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
     }
 }
 
-/// Appends inline (keeping the connection's order), then, for an `always` topic, fsyncs on
-/// the blocking pool; concurrent fsyncs of one partition are shared (group commit).
+/// Appends inline (keeping the connection's order); for an `always` topic the answer waits
+/// until the sync workers have made the records durable, sharing fsyncs (group commit).
 fn produce(broker: &Broker, topic: String, partition: u32, batch: bytes::Bytes) -> Outcome {
     let appended = match broker.append(&topic, partition, &batch) {
         Ok(appended) => appended,
         Err(err) => return Outcome::Ready(Err(convert::error_response(&err))),
     };
-    let response = Response::Produced {
-        base_offset: appended.info.base_offset,
-        record_count: appended.info.record_count,
-    };
+    let info = appended.info;
+    let response =
+        Response::Produced { base_offset: info.base_offset, record_count: info.record_count };
     if !appended.needs_sync {
         return Outcome::Ready(Ok(response));
     }
-    blocking(broker, move |broker| {
-        broker.sync_partition(&topic, partition).map(|()| response)
-    })
+    let broker = broker.clone();
+    let end = info.base_offset + u64::from(info.record_count);
+    Outcome::Deferred(Box::pin(async move {
+        broker
+            .wait_durable(&topic, partition, end)
+            .await
+            .map(|()| response)
+            .map_err(|err| convert::error_response(&err))
+    }))
 }
 
 /// Answers at once when there is data; otherwise waits for an append or the deadline.

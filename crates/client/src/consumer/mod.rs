@@ -367,7 +367,9 @@ impl Consumer {
         }
         let state = self.membership.snapshot();
         if state.epoch != self.epoch {
-            // These positions belong to a membership that is gone; nothing to commit.
+            // These positions belong to a membership that is gone; the next poll drops them
+            // and the partitions' new owners start from the last commit.
+            tracing::warn!(group = %self.context.group, "membership lost; commit skipped");
             return Ok(());
         }
         match self.send_commit(&state, &offsets).await {

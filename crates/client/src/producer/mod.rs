@@ -169,6 +169,7 @@ impl Producer {
     pub async fn send(&self, record: RecordBuf) -> Result<DeliveryReceipt> {
         let shared = &self.shared;
         check_record_size(&shared.topic, &record, shared.max_record_bytes)?;
+        shared.check_open()?;
         let (waiter, receipt) = DeliveryReceipt::new(Arc::clone(&shared.topic));
         let timestamp = switchyard_log::now_ms();
 
@@ -242,7 +243,8 @@ impl Drop for Producer {
     fn drop(&mut self) {
         self.linger_task.abort();
         // Records still in open batches are abandoned: dropping their waiters resolves their
-        // receipts with `Abandoned`. If a send holds the lock, the batches go when it ends.
+        // receipts with `Abandoned`. If the aborted linger task still holds the lock, they
+        // are dropped with the state once the producer's last task has ended.
         if let Ok(mut state) = self.shared.state.try_lock() {
             let abandoned = state.accumulator.pending_records();
             drop(state.accumulator.drain());
@@ -285,6 +287,19 @@ impl Shared {
                 record_first_error(&first_error, &error);
             }
         });
+    }
+
+    /// Fails fast once the connection is gone, rather than queueing records that can only
+    /// fail later.
+    fn check_open(&self) -> Result<()> {
+        let connection = self.client.connection();
+        match connection.closed_reason() {
+            Some(reason) => Err(ClientError::Closed {
+                addr: connection.addr().to_string(),
+                reason,
+            }),
+            None => Ok(()),
+        }
     }
 
     async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit> {

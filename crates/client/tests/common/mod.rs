@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use switchyard_client::{Client, RecordBuf};
@@ -61,19 +60,33 @@ impl TestServer {
     }
 }
 
-/// Calls `check` until it returns `Some`, failing the test after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
+/// A limit on waiting for a condition; loops check it on every round instead of sleeping.
+pub struct Deadline {
+    what: &'static str,
+    at: Instant,
+}
+
+impl Deadline {
+    pub fn after(limit: Duration, what: &'static str) -> Deadline {
+        Deadline {
+            what,
+            at: Instant::now() + limit,
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::task::yield_now().await;
+    }
+
+    /// Fails the test once the deadline has passed.
+    pub fn check(&self) {
+        assert!(
+            Instant::now() < self.at,
+            "timed out waiting for {}",
+            self.what
+        );
+    }
+
+    /// Checks, then pauses briefly: for loops whose condition does not wait by itself.
+    pub async fn tick(&self) {
+        self.check();
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
