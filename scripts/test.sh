@@ -13,8 +13,8 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "build the switchyard binary (integration tests start it)"
-cargo build --locked -p switchyard-cli
+step "build the binaries the integration tests start"
+cargo build --locked -p switchyard-cli -p switchyard-example-flights
 
 step "unit, property and integration tests"
 cargo test --workspace --locked
