@@ -70,7 +70,11 @@ pub enum BrokerError {
         "fsync of `{topic}` partition {partition} failed: {reason}; the produce was not \
          acknowledged and may be retried"
     )]
-    SyncFailed { topic: String, partition: u32, reason: String },
+    SyncFailed {
+        topic: String,
+        partition: u32,
+        reason: String,
+    },
     #[error("i/o error on {path}: {source}")]
     Io {
         path: String,

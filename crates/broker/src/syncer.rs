@@ -48,7 +48,10 @@ impl Syncer {
             return;
         }
         let (queue, ready) = &*self.shared;
-        queue.lock().partitions.push_back((topic.to_string(), Arc::clone(partition)));
+        queue
+            .lock()
+            .partitions
+            .push_back((topic.to_string(), Arc::clone(partition)));
         ready.notify_one();
     }
 
@@ -93,13 +96,18 @@ fn work(shared: &(Mutex<Queue>, Condvar)) {
         match partition.log.sync() {
             Ok(()) => {
                 let offset = partition.log.durable_offset();
-                partition.durable.send_replace(Durability { offset, error: None });
+                partition.durable.send_replace(Durability {
+                    offset,
+                    error: None,
+                });
             }
             Err(err) => {
                 // Waiters see the error and fail their produces: nothing is acknowledged.
                 tracing::error!(topic, partition = partition.id, error = %err, "fsync failed");
                 let message: Arc<str> = Arc::from(err.to_string());
-                partition.durable.send_modify(|state| state.error = Some(message));
+                partition
+                    .durable
+                    .send_modify(|state| state.error = Some(message));
             }
         }
     }

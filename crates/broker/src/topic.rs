@@ -26,7 +26,10 @@ pub struct Partition {
 impl Partition {
     pub(crate) fn new(id: u32, log: PartitionLog) -> Partition {
         let offset = log.durable_offset();
-        let durable = tokio::sync::watch::Sender::new(crate::syncer::Durability { offset, error: None });
+        let durable = tokio::sync::watch::Sender::new(crate::syncer::Durability {
+            offset,
+            error: None,
+        });
         Partition {
             id,
             log,

@@ -139,11 +139,18 @@ impl RawRecord {
         if offset_delta != u64::from(index) {
             return Err(malformed("offset delta out of sequence"));
         }
-        let field = |pos: &mut usize| {
-            take_field(body, pos).ok_or(malformed("field runs past the record"))
+        let field =
+            |pos: &mut usize| take_field(body, pos).ok_or(malformed("field runs past the record"));
+        let key = if attributes & HAS_KEY != 0 {
+            Some(field(pos)?)
+        } else {
+            None
         };
-        let key = if attributes & HAS_KEY != 0 { Some(field(pos)?) } else { None };
-        let value = if attributes & HAS_VALUE != 0 { Some(field(pos)?) } else { None };
+        let value = if attributes & HAS_VALUE != 0 {
+            Some(field(pos)?)
+        } else {
+            None
+        };
         let header_count =
             varint::get_u64(body, pos).ok_or(malformed("bad header count"))? as usize;
         let headers_start = *pos;
@@ -161,7 +168,13 @@ impl RawRecord {
             .first_timestamp
             .checked_add(timestamp_delta)
             .ok_or(malformed("timestamp overflows"))?;
-        Ok(RawRecord { timestamp, key, value, headers: headers_start..end, header_count })
+        Ok(RawRecord {
+            timestamp,
+            key,
+            value,
+            headers: headers_start..end,
+            header_count,
+        })
     }
 }
 

@@ -204,8 +204,10 @@ fn produce(broker: &Broker, topic: String, partition: u32, batch: bytes::Bytes) 
         Err(err) => return Outcome::Ready(Err(convert::error_response(&err))),
     };
     let info = appended.info;
-    let response =
-        Response::Produced { base_offset: info.base_offset, record_count: info.record_count };
+    let response = Response::Produced {
+        base_offset: info.base_offset,
+        record_count: info.record_count,
+    };
     if !appended.needs_sync {
         return Outcome::Ready(Ok(response));
     }

@@ -103,12 +103,18 @@ async fn read_partition(
             .await?;
         let micros = sent.elapsed().as_micros() as u64;
         let _ = shared.latency.lock().record(micros.max(1));
-        let in_range = fetched.records.iter().take_while(|r| r.offset < until).count() as u64;
+        let in_range = fetched
+            .records
+            .iter()
+            .take_while(|r| r.offset < until)
+            .count() as u64;
         // Claim records against the target so that parallel readers stop exactly at it.
         let claim = |done: u64| in_range.min(shared.target.saturating_sub(done));
         let count = shared
             .records
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |done| Some(done + claim(done)))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |done| {
+                Some(done + claim(done))
+            })
             .map(claim)
             .unwrap_or(0);
         let bytes: u64 = fetched.records[..count as usize]
