@@ -61,30 +61,40 @@ print(f"loopback TCP copy (python, 1 MiB sends): {total * 8 / (time.perf_counter
 PY
 
 "$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --log-level warn 2>"$work/serve.log" &
-pids+=($!)
+server_pid=$!
+pids+=($server_pid)
 for _ in $(seq 100); do "$bin" topic list >/dev/null 2>&1 && break; sleep 0.1; done
 
 run() { # name, args...
   local name=$1; shift
   local out
   out=$("$bin" bench "$@" --json)
+  echo "$out" >"$work/last.json"
   python3 -c '
 import json, sys
 r = json.loads(sys.argv[2])
 l = r["latency_us"]
-print(f"{sys.argv[1]}: {r[\"records_per_sec\"]/1e6:.2f} M records/s, {r[\"mb_per_sec\"]:.0f} MB/s, "
-      f"latency p50 {l[\"p50\"]} p99 {l[\"p99\"]} p99.9 {l[\"p999\"]} max {l[\"max\"]} us")
+rate, mb = r["records_per_sec"] / 1e6, r["mb_per_sec"]
+print("%s: %.2f M records/s, %.0f MB/s, latency p50 %d p99 %d p99.9 %d max %d us"
+      % (sys.argv[1], rate, mb, l["p50"], l["p99"], l["p999"], l["max"]))
 ' "$name" "$out"
   echo "    command: switchyard bench $*"
 }
 
+rate_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["records_per_sec"])' "$work/last.json"; }
+rss() { awk '/^(VmRSS|VmHWM)/ {printf "%s %s %s  ", $1, $2, $3}' "/proc/$server_pid/status"; }
+
 echo "## switchyard"
 n100=$((10000000 / scale)); n1k=$((3000000 / scale))
 run "produce 100 B, batch 1000, fsync interval" produce --topic p100 --count $n100 --size 100 --batch 1000 --in-flight 2
+interval_rate=$(rate_of)
 run "consume 100 B" consume --topic p100 --count $n100
 run "produce 1 KiB, batch 1000, fsync interval" produce --topic p1k --count $n1k --size 1024 --batch 1000 --in-flight 2
-run "consume 1 KiB" consume --topic p1k --count $n1k
+echo "broker memory before consuming the backlog: $(rss)"
+run "consume 1 KiB (the whole backlog, from the start)" consume --topic p1k --count $n1k
+echo "broker memory after consuming the $(( n1k / 1000 )) MB backlog: $(rss)"
 run "produce 100 B, batch 1000, fsync always" produce --topic a100 --fsync always --count $((5000000 / scale)) --size 100 --batch 1000 --in-flight 4
+always_rate=$(rate_of)
 run "produce 100 B, single-record requests, fsync always, 8 producers x 16 in flight" \
   produce --topic a1 --fsync always --count $((400000 / scale)) --size 100 --batch 1 --producers 8 --in-flight 16
 run "end-to-end 100 B at 10,000 records/s" end-to-end --topic e2e --count $((100000 / scale)) --size 100 --batch 1 --rate 10000
@@ -101,8 +111,11 @@ if $with_redis; then
       --appendonly yes --appendfsync "$fsync" --daemonize no >/dev/null &
     rpid=$!
     for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-    redis-benchmark -p "$redis_port" -P 1000 -n $((2000000 / scale)) -q XADD bench '*' v "$value" \
-      | tr '\r' '\n' | grep -E "requests per second" | tail -1 | sed "s/^/redis appendfsync $fsync: /"
+    redis_rate=$(redis-benchmark -p "$redis_port" -P 1000 -n $((2000000 / scale)) -q \
+      XADD bench '*' v "$value" | tr '\r' '\n' | grep -E "requests per second" | tail -1 \
+      | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/')
+    if [ "$fsync" = everysec ]; then ours=$interval_rate; policy=interval; else ours=$always_rate; policy=always; fi
+    python3 -c 'import sys; r, o = float(sys.argv[1]), float(sys.argv[2]); print("redis appendfsync %s: %.2f M records/s; switchyard fsync %s is %.1fx that" % (sys.argv[3], r / 1e6, sys.argv[4], o / r))' "$redis_rate" "$ours" "$fsync" "$policy"
     echo "    command: redis-benchmark -P 1000 -n $((2000000 / scale)) XADD bench '*' v <100 B>"
     kill "$rpid"; wait "$rpid" 2>/dev/null || true
   done
