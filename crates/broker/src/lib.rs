@@ -20,6 +20,7 @@ pub mod group;
 mod groups;
 pub mod maintenance;
 pub mod names;
+pub mod queue;
 pub mod syncer;
 pub mod topic;
 pub mod topic_config;
