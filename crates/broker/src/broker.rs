@@ -79,6 +79,7 @@ pub(crate) struct Inner {
     pub defaults: TopicConfig,
     pub shutting_down: AtomicBool,
     pub syncer: crate::syncer::Syncer,
+    pub queues: RwLock<BTreeMap<String, Arc<crate::queue::service::Queue>>>,
 }
 
 /// A handle to the broker's shared state.
@@ -123,6 +124,7 @@ impl Broker {
             recoveries.extend(reports);
             topics.insert(name, Arc::new(topic));
         }
+        let queues = crate::queues::load_queues(&topics, now)?;
         let store = OffsetStore::open(&options.data_dir.join("groups"))?;
         let live = store
             .groups()
@@ -143,6 +145,7 @@ impl Broker {
             defaults: options.topic_defaults,
             shutting_down: AtomicBool::new(false),
             syncer: crate::syncer::Syncer::default(),
+            queues: RwLock::new(queues),
         };
         Ok((
             Broker {
@@ -226,6 +229,10 @@ impl Broker {
         fs::rename(&topic.dir, &tomb).map_err(|err| BrokerError::io(&topic.dir, err))?;
         fs::remove_dir_all(&tomb).map_err(|err| BrokerError::io(&tomb, err))?;
         self.delete_groups_of_topic(name)?;
+        self.inner
+            .queues
+            .write()
+            .retain(|_, queue| queue.topic.name != name);
         tracing::info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -298,6 +305,7 @@ impl Broker {
             }
         }
         self.inner.groups.lock().store.sync()?;
+        self.sync_queue_journals()?;
         tracing::info!("broker state flushed");
         Ok(())
     }

@@ -81,6 +81,23 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("queue `{0}` does not exist; create it with `switchyard queue create {0}`")]
+    UnknownQueue(String),
+    #[error("queue `{0}` already exists")]
+    QueueExists(String),
+    #[error("queue `{queue}` is full ({limit}); retry later or raise the limit")]
+    QueueFull { queue: String, limit: String },
+    #[error(
+        "the lease on `{queue}` partition {partition} offset {offset} has expired or was \
+         superseded; the record was or will be delivered again, to be acked by its new holder"
+    )]
+    LeaseExpired {
+        queue: String,
+        partition: u32,
+        offset: u64,
+    },
+    #[error("`{token}` is not a lease token of queue `{queue}`")]
+    InvalidToken { queue: String, token: String },
     #[error("the broker is shutting down")]
     ShuttingDown,
 }

@@ -9,6 +9,7 @@
 //! - `groups`: consumer groups: join, heartbeat, commit, describe (methods on [`Broker`]).
 //! - [`group`]: the pure coordinator state machine and the durable offset journal.
 //! - [`topic`], [`topic_config`], [`names`]: a topic, its settings, name validation.
+//! - [`queue`], `queues`: queues with leases over a topic (state machine, journal, service).
 //! - [`maintenance`]: the background thread for periodic fsync, expiry and retention.
 //! - [`clock`]: injectable time.
 
@@ -21,6 +22,7 @@ mod groups;
 pub mod maintenance;
 pub mod names;
 pub mod queue;
+mod queues;
 pub mod syncer;
 pub mod topic;
 pub mod topic_config;
@@ -35,5 +37,7 @@ pub use groups::{
     MIN_SESSION_TIMEOUT_MS,
 };
 pub use maintenance::{MaintenanceOptions, RetentionTotals};
+pub use queue::state::Prefetch;
+pub use queues::{Delivery, QueueStats, SendOutcome, SendRecord};
 pub use syncer::Durability;
 pub use topic_config::TopicConfig;

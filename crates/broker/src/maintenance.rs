@@ -71,7 +71,8 @@ impl Broker {
                 }
             }
         }
-        self.sync_offsets()
+        self.sync_offsets()?;
+        self.sync_queue_journals()
     }
 
     /// Applies every topic's retention now.
@@ -84,7 +85,12 @@ impl Broker {
             for partition in topic.partitions() {
                 let report = partition
                     .log
-                    .enforce_retention(now, config.retention(), config.retention_bytes)
+                    .enforce_retention(
+                        now,
+                        config.retention(),
+                        config.retention_bytes,
+                        self.retention_floor(&topic.name, partition.id),
+                    )
                     .map_err(|err| crate::BrokerError::from_log(&topic.name, partition.id, err))?;
                 if report.segments_removed > 0 {
                     tracing::info!(
@@ -117,6 +123,7 @@ fn run(weak: Weak<Inner>, options: MaintenanceOptions) {
             tracing::error!(error = %err, "periodic fsync failed");
         }
         broker.expire_members();
+        broker.tick_queues();
         if last_retention.elapsed() >= options.retention_check {
             last_retention = std::time::Instant::now();
             if let Err(err) = broker.enforce_retention() {

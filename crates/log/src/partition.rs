@@ -366,12 +366,14 @@ impl PartitionLog {
     }
 
     /// Removes whole sealed segments that are older than `max_age` (by their newest record)
-    /// or that take the log over `max_bytes`. The active segment is never removed.
+    /// or that take the log over `max_bytes`. The active segment is never removed, nor any
+    /// segment holding an offset at or after `keep_from` (what readers still need).
     pub fn enforce_retention(
         &self,
         now_ms: i64,
         max_age: Option<Duration>,
         max_bytes: Option<u64>,
+        keep_from: u64,
     ) -> Result<RetentionReport> {
         let mut report = RetentionReport::default();
         let mut state = self.state.lock();
@@ -386,7 +388,7 @@ impl PartitionLog {
             let too_old =
                 age_ms.is_some_and(|age| oldest.max_timestamp < now_ms.saturating_sub(age));
             let too_big = max_bytes.is_some_and(|limit| total > limit);
-            if !(too_old || too_big) {
+            if !(too_old || too_big) || oldest.next_offset > keep_from {
                 break;
             }
             let base = oldest.base_offset;

@@ -192,13 +192,13 @@ fn retention_removes_whole_old_segments_but_never_the_active_one() {
     }
     let segments = log.segment_count();
     let by_size = log
-        .enforce_retention(T0, None, Some(8192))
+        .enforce_retention(T0, None, Some(8192), u64::MAX)
         .expect("retention");
     assert!(by_size.segments_removed > 0);
     assert!(log.size_bytes() <= 8192 + 4096);
     assert!(log.start_offset() > 0);
     let later = T0 + 3_600_000;
-    log.enforce_retention(later, Some(Duration::from_secs(60)), None)
+    log.enforce_retention(later, Some(Duration::from_secs(60)), None, u64::MAX)
         .expect("retention");
     assert_eq!(
         log.segment_count(),

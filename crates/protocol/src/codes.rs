@@ -54,6 +54,16 @@ pub enum ErrorCode {
     InvalidRequest = 21,
     /// The server is shutting down; retry against it later or elsewhere.
     ShuttingDown = 22,
+    /// The queue does not exist.
+    UnknownQueue = 23,
+    /// A queue with that name already exists.
+    QueueExists = 24,
+    /// The queue is at its record or byte limit; retry later.
+    QueueFull = 25,
+    /// The lease a token names expired or was superseded; the record goes to another holder.
+    LeaseExpired = 26,
+    /// The string is not a lease token of this queue.
+    InvalidToken = 27,
     /// A code this implementation does not know, keeping the raw value.
     ///
     /// Its discriminant is 0 because 0 never travels as an error code (it means success).
@@ -62,7 +72,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, in numeric order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::UnknownTopic,
         ErrorCode::TopicExists,
         ErrorCode::InvalidName,
@@ -85,12 +95,17 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::InvalidRequest,
         ErrorCode::ShuttingDown,
+        ErrorCode::UnknownQueue,
+        ErrorCode::QueueExists,
+        ErrorCode::QueueFull,
+        ErrorCode::LeaseExpired,
+        ErrorCode::InvalidToken,
     ];
 
     /// Maps a wire value to a code; values not listed become [`ErrorCode::Unknown`].
     pub fn from_u16(value: u16) -> ErrorCode {
         match value {
-            1..=22 => Self::ALL[usize::from(value) - 1],
+            1..=27 => Self::ALL[usize::from(value) - 1],
             other => ErrorCode::Unknown(other),
         }
     }
@@ -120,6 +135,11 @@ impl ErrorCode {
             ErrorCode::Internal => 20,
             ErrorCode::InvalidRequest => 21,
             ErrorCode::ShuttingDown => 22,
+            ErrorCode::UnknownQueue => 23,
+            ErrorCode::QueueExists => 24,
+            ErrorCode::QueueFull => 25,
+            ErrorCode::LeaseExpired => 26,
+            ErrorCode::InvalidToken => 27,
             ErrorCode::Unknown(value) => value,
         }
     }
@@ -129,7 +149,10 @@ impl ErrorCode {
     /// Only transient server conditions qualify. Errors such as `IllegalGeneration` call
     /// for a different request (rejoin first), so they are not retryable in this sense.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::StorageError | ErrorCode::ShuttingDown)
+        matches!(
+            self,
+            ErrorCode::StorageError | ErrorCode::ShuttingDown | ErrorCode::QueueFull
+        )
     }
 
     /// The code's name as written in the protocol document, e.g. `UnknownTopic`.
@@ -157,6 +180,11 @@ impl ErrorCode {
             ErrorCode::Internal => "Internal",
             ErrorCode::InvalidRequest => "InvalidRequest",
             ErrorCode::ShuttingDown => "ShuttingDown",
+            ErrorCode::UnknownQueue => "UnknownQueue",
+            ErrorCode::QueueExists => "QueueExists",
+            ErrorCode::QueueFull => "QueueFull",
+            ErrorCode::LeaseExpired => "LeaseExpired",
+            ErrorCode::InvalidToken => "InvalidToken",
             ErrorCode::Unknown(_) => "Unknown",
         }
     }
@@ -213,7 +241,7 @@ mod tests {
 
     #[test]
     fn unknown_codes_keep_their_value() {
-        for value in [0u16, 23, 999, u16::MAX] {
+        for value in [0u16, 28, 999, u16::MAX] {
             let code = ErrorCode::from_u16(value);
             assert_eq!(code, ErrorCode::Unknown(value));
             assert_eq!(code.as_u16(), value);
@@ -230,7 +258,11 @@ mod tests {
             .collect();
         assert_eq!(
             retryable,
-            [&ErrorCode::StorageError, &ErrorCode::ShuttingDown]
+            [
+                &ErrorCode::StorageError,
+                &ErrorCode::ShuttingDown,
+                &ErrorCode::QueueFull
+            ]
         );
     }
 

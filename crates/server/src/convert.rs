@@ -41,6 +41,11 @@ pub fn error_response(err: &BrokerError) -> ErrorResponse {
             ErrorCode::StorageError
         }
         BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
+        BrokerError::UnknownQueue(_) => ErrorCode::UnknownQueue,
+        BrokerError::QueueExists(_) => ErrorCode::QueueExists,
+        BrokerError::QueueFull { .. } => ErrorCode::QueueFull,
+        BrokerError::LeaseExpired { .. } => ErrorCode::LeaseExpired,
+        BrokerError::InvalidToken { .. } => ErrorCode::InvalidToken,
     };
     ErrorResponse::new(code, err.to_string())
 }

@@ -8,6 +8,9 @@
 //! - [`state`]: the pure state machine of one queue.
 
 pub mod config;
+pub mod dedup;
+pub mod journal;
+pub mod service;
 pub mod state;
 
 pub use config::{ExpiryAction, Overflow, QueueConfig, RetryPolicy};

@@ -366,22 +366,40 @@ impl QueueState {
         prefetch: Prefetch,
         now: i64,
     ) -> Vec<Lent> {
+        self.lease_where(consumer, max, visibility_ms, prefetch, now, |_| true)
+    }
+
+    /// Like [`QueueState::lease`], but only ready records for which `wanted` holds.
+    pub fn lease_where(
+        &mut self,
+        consumer: &str,
+        max: usize,
+        visibility_ms: u64,
+        prefetch: Prefetch,
+        now: i64,
+        wanted: impl Fn(Pos) -> bool,
+    ) -> Vec<Lent> {
         let consumer: Arc<str> = Arc::from(consumer);
         let mut lent = Vec::new();
+        let mut skipped = Vec::new();
         while lent.len() < max {
             let (held, held_bytes) = self.usage.get(&consumer).copied().unwrap_or((0, 0));
             if prefetch.records > 0 && held >= prefetch.records {
                 break;
             }
-            let Some(&key) = self.ready.first() else {
+            let Some(key) = self.ready.pop_first() else {
                 break;
             };
             let pos = key.2;
+            if !wanted(pos) {
+                skipped.push(key);
+                continue;
+            }
             let size = self.entries.get(&pos).map_or(0, |entry| entry.meta.size);
             if prefetch.bytes > 0 && held > 0 && held_bytes + u64::from(size) > prefetch.bytes {
+                self.ready.insert(key);
                 break;
             }
-            self.ready.remove(&key);
             let nonce = self.next_random();
             let deadline_ms = now.saturating_add(visibility_ms as i64);
             let entry = self
@@ -406,6 +424,7 @@ impl QueueState {
                 deliveries,
             });
         }
+        self.ready.extend(skipped);
         lent
     }
 
@@ -557,6 +576,22 @@ impl QueueState {
     /// Records and bytes each consumer holds now.
     pub fn in_flight_of(&self, consumer: &str) -> (u32, u64) {
         self.usage.get(consumer).copied().unwrap_or((0, 0))
+    }
+
+    /// Pending records of `partition` below `offset`.
+    pub fn pending_below(&self, partition: u32, offset: u64) -> Vec<Pos> {
+        self.entries
+            .range((partition, 0)..(partition, offset))
+            .map(|(pos, _)| *pos)
+            .collect()
+    }
+
+    /// Every pending record with its metadata and deliveries, for a journal snapshot.
+    pub fn snapshot_entries(&self) -> BTreeMap<Pos, (RecordMeta, u32)> {
+        self.entries
+            .iter()
+            .map(|(pos, entry)| (*pos, (entry.meta, entry.deliveries)))
+            .collect()
     }
 
     /// Deliveries so far of a record, if it is in the queue.

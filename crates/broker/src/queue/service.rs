@@ -1,0 +1,289 @@
+//! One open queue: its state machine, journal, dedup table, and the reading of records from
+//! the log into the state.
+//!
+//! Every method takes the queue's mutex for its whole step, reads or appends to the topic's
+//! logs while holding it (lock order: queue, then partition), writes the resulting events to
+//! the journal and flushes it before returning, so what a caller was told survives a crash.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use switchyard_log::{parse_batches, Record};
+use tokio::sync::Notify;
+
+use crate::error::{BrokerError, Result};
+use crate::queue::config::QueueConfig;
+use crate::queue::dedup::DedupTable;
+use crate::queue::journal::{Event, Journal, Restored};
+use crate::queue::state::{Completion, Pos, QueueState, RecordMeta};
+use crate::topic::Topic;
+
+/// Header that holds a record's due time (ms since the epoch, decimal) when it was delayed.
+pub const HEADER_DUE: &str = "sy-due-ms";
+/// Header that holds a record's priority (decimal).
+pub const HEADER_PRIORITY: &str = "sy-priority";
+/// Header that holds a record's expiry time (ms since the epoch, decimal).
+pub const HEADER_EXPIRES: &str = "sy-expires-ms";
+/// Header that holds a record's deduplication id.
+pub const HEADER_DEDUP: &str = "sy-dedup-id";
+
+/// Most records a queue keeps in memory at once. Records past it stay in the log until
+/// earlier ones are done; this bounds memory whatever the backlog.
+pub const MAX_ADMITTED: usize = 100_000;
+/// Bytes read from the log per partition per step when admitting records.
+const READ_BYTES: usize = 1 << 20;
+
+pub(crate) struct QueueInner {
+    pub state: QueueState,
+    pub journal: Journal,
+    pub dedup: DedupTable,
+    /// Records admitted since start, kept so a delivery needs no second read of the log.
+    pub cache: HashMap<Pos, Record>,
+    /// Records removed by retention before they were acked.
+    pub lost: u64,
+}
+
+/// An open queue.
+pub struct Queue {
+    pub name: String,
+    pub topic: Arc<Topic>,
+    pub(crate) inner: Mutex<QueueInner>,
+    /// Fires when records may have become deliverable.
+    pub ready: Notify,
+    /// Fires when records left the queue, for producers waiting for room.
+    pub room: Notify,
+    config_path: PathBuf,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Folder of a topic's queue subscriptions.
+pub fn queues_dir(topic_dir: &Path) -> PathBuf {
+    topic_dir.join("queues")
+}
+
+impl Queue {
+    /// Opens the queue `name` on `topic`, replaying its journal.
+    pub fn open(name: &str, topic: Arc<Topic>, config: QueueConfig, now: i64) -> Result<Queue> {
+        let dir = queues_dir(&topic.dir);
+        std::fs::create_dir_all(&dir).map_err(|err| BrokerError::io(&dir, err))?;
+        let config_path = dir.join(format!("{name}.json"));
+        let (journal, restored) = Journal::open(&dir.join(format!("{name}.journal")))?;
+        let seed = now as u64 ^ (std::process::id() as u64).rotate_left(32);
+        let mut state = QueueState::new(config.clone(), topic.partition_count(), seed);
+        for (partition, offset) in &restored.cursors {
+            state.advance_cursor(*partition, *offset);
+        }
+        for (pos, (meta, deliveries)) in &restored.entries {
+            state.admit(*pos, *meta, *deliveries, now);
+        }
+        let mut dedup = DedupTable::default();
+        for (id, pos, at) in restored.dedup {
+            dedup.insert(id, pos, at);
+        }
+        dedup.prune(now, config.dedup_window_ms);
+        let inner = QueueInner {
+            state,
+            journal,
+            dedup,
+            cache: HashMap::new(),
+            lost: 0,
+        };
+        Ok(Queue {
+            name: name.to_string(),
+            topic,
+            inner: Mutex::new(inner),
+            ready: Notify::new(),
+            room: Notify::new(),
+            config_path,
+        })
+    }
+
+    /// Persists the queue's settings.
+    pub fn write_config(&self, config: &QueueConfig) -> Result<()> {
+        let json = serde_json::to_vec_pretty(config)
+            .map_err(|err| BrokerError::InvalidConfig(err.to_string()))?;
+        crate::topic::write_atomically(&self.config_path, &json)
+    }
+
+    pub fn config(&self) -> QueueConfig {
+        self.inner.lock().state.config().clone()
+    }
+
+    /// Records in the log that the queue has not admitted yet, over all partitions.
+    pub(crate) fn unscanned(&self, inner: &QueueInner) -> u64 {
+        self.topic
+            .partitions()
+            .iter()
+            .map(|p| p.log.end_offset().saturating_sub(inner.state.cursor(p.id)))
+            .sum()
+    }
+
+    /// Admits records from the log until `wanted` are ready or nothing more can be admitted.
+    pub(crate) fn fill(&self, inner: &mut QueueInner, wanted: usize, now: i64) -> Result<()> {
+        let partitions = self.topic.partitions();
+        inner.state.grow_partitions(partitions.len() as u32);
+        // Highest partition first: with priorities, partition p holds priority p.
+        for partition in partitions.iter().rev() {
+            loop {
+                if inner.state.ready_len() >= wanted || inner.state.len() >= MAX_ADMITTED {
+                    return Ok(());
+                }
+                let cursor = inner.state.cursor(partition.id);
+                if cursor >= partition.log.end_offset() {
+                    break;
+                }
+                let read = match partition.log.read(cursor, READ_BYTES) {
+                    Ok(read) => read,
+                    Err(switchyard_log::LogError::OffsetOutOfRange { log_start, .. })
+                        if cursor < log_start =>
+                    {
+                        self.lose_before(inner, partition.id, log_start, now);
+                        continue;
+                    }
+                    Err(err) => {
+                        return Err(BrokerError::from_log(&self.topic.name, partition.id, err))
+                    }
+                };
+                let batches = parse_batches(&read.batches).map_err(|err| {
+                    BrokerError::from_log(&self.topic.name, partition.id, err.into())
+                })?;
+                for record in batches.iter().flat_map(|batch| batch.records()) {
+                    if record.offset < cursor {
+                        continue;
+                    }
+                    let pos = (partition.id, record.offset);
+                    let meta = meta_of(&record);
+                    inner.journal.push(&Event::Admit { pos, meta });
+                    inner.state.admit(pos, meta, 0, now);
+                    inner.cache.insert(pos, record);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records before `start` were removed by retention: what was pending there is lost.
+    pub(crate) fn lose_before(&self, inner: &mut QueueInner, partition: u32, start: u64, now: i64) {
+        let never_admitted = start.saturating_sub(inner.state.cursor(partition));
+        let pending = inner.state.pending_below(partition, start);
+        if never_admitted == 0 && pending.is_empty() {
+            return;
+        }
+        for pos in &pending {
+            inner.state.complete(*pos, Completion::Dropped, now);
+            inner.cache.remove(pos);
+        }
+        let lost = never_admitted + pending.len() as u64;
+        inner.state.advance_cursor(partition, start);
+        inner.journal.push(&Event::Cursor {
+            partition,
+            offset: start,
+        });
+        inner.lost += lost;
+        tracing::warn!(
+            queue = %self.name,
+            partition,
+            lost,
+            "retention removed records this queue had not acked"
+        );
+    }
+
+    /// The records at `positions`, from the cache or else from the log.
+    pub(crate) fn records(&self, inner: &mut QueueInner, positions: &[Pos]) -> Result<Vec<Record>> {
+        let mut found: HashMap<Pos, Record> = HashMap::new();
+        let mut missing: Vec<Pos> = Vec::new();
+        for pos in positions {
+            match inner.cache.get(pos) {
+                Some(record) => {
+                    found.insert(*pos, record.clone());
+                }
+                None => missing.push(*pos),
+            }
+        }
+        missing.sort_unstable();
+        let mut index = 0;
+        while index < missing.len() {
+            let (partition, offset) = missing[index];
+            let log = &self.topic.partition(partition)?.log;
+            let read = log
+                .read(offset, READ_BYTES)
+                .map_err(|err| BrokerError::from_log(&self.topic.name, partition, err))?;
+            let batches = parse_batches(&read.batches)
+                .map_err(|err| BrokerError::from_log(&self.topic.name, partition, err.into()))?;
+            let before = index;
+            for record in batches.iter().flat_map(|batch| batch.records()) {
+                while index < missing.len()
+                    && missing[index].0 == partition
+                    && missing[index].1 < record.offset
+                {
+                    index += 1;
+                }
+                if index < missing.len() && missing[index] == (partition, record.offset) {
+                    found.insert(missing[index], record);
+                    index += 1;
+                }
+            }
+            if index == before {
+                // The record is not in the log any more: skip it rather than loop.
+                index += 1;
+            }
+        }
+        Ok(positions
+            .iter()
+            .filter_map(|pos| found.remove(pos))
+            .collect())
+    }
+
+    /// The live state as journal events, for compaction.
+    pub(crate) fn live(&self, inner: &QueueInner) -> Restored {
+        let mut restored = Restored::default();
+        for partition in 0..inner.state.partitions() {
+            restored
+                .cursors
+                .insert(partition, inner.state.cursor(partition));
+        }
+        restored.entries = inner.state.snapshot_entries();
+        restored.dedup = inner.dedup.entries();
+        restored
+    }
+}
+
+/// The queue metadata of a record, from its headers.
+pub fn meta_of(record: &Record) -> RecordMeta {
+    let header = |name: &str| {
+        record
+            .headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+            .and_then(|text| text.parse::<i64>().ok())
+    };
+    RecordMeta {
+        timestamp: record.timestamp,
+        size: record.value.as_ref().map_or(0, Bytes::len) as u32,
+        key_hash: record.key.as_deref().map(fnv1a),
+        priority: header(HEADER_PRIORITY).map_or(0, |p| p.clamp(0, 255) as u8),
+        due_ms: header(HEADER_DUE).unwrap_or(0),
+        expires_ms: header(HEADER_EXPIRES),
+    }
+}
+
+/// FNV-1a: a stable 64-bit hash of a key, the same across restarts and builds.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
