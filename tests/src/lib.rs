@@ -208,3 +208,125 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
     condition()
 }
+
+/// A broker's log lines, shared with the thread that reads its standard error; it stays
+/// readable after the process is gone, so a test can look for what it wrote while exiting.
+#[derive(Clone)]
+pub struct LogHandle(Arc<Mutex<Vec<String>>>);
+
+impl LogHandle {
+    /// Every log line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("log lock").clone()
+    }
+
+    /// The lines that parse as JSON log events (`--log-format json`).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The `fields` of every event whose message is `message`.
+    pub fn fields_of(&self, message: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter_map(|event| event.get("fields").cloned())
+            .filter(|fields| fields["message"] == message)
+            .collect()
+    }
+}
+
+impl BrokerProcess {
+    /// A handle on the log that outlives this process value.
+    pub fn log_handle(&self) -> LogHandle {
+        LogHandle(Arc::clone(&self.log))
+    }
+
+    /// Operating-system id of the broker process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Path of a partition's folder: `<data>/topics/<topic>/<partition>`.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    data_dir
+        .join("topics")
+        .join(topic)
+        .join(partition.to_string())
+}
+
+/// The segment data files (`*.log`) of a partition, oldest first.
+pub fn segment_files(data_dir: &Path, topic: &str, partition: u32) -> Vec<PathBuf> {
+    let dir = partition_dir(data_dir, topic, partition);
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Copies the folder `from` into `to` (created), recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy folder");
+    for entry in std::fs::read_dir(from).expect("list folder to copy") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// A runtime for the async client in a synchronous test, which keeps the broker process and
+/// the CLI (both blocking) on the test's own thread.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Every record of a partition from its start offset up to its end offset, fetched page by
+/// page without waiting; `log_start` and `log_end` are those of the last page.
+pub async fn read_partition(
+    client: &switchyard_client::Client,
+    topic: &str,
+    partition: u32,
+) -> switchyard_client::Result<switchyard_client::FetchResult> {
+    let start = client
+        .list_offsets(topic, partition, switchyard_client::OffsetSpec::Earliest)
+        .await?;
+    let mut all = switchyard_client::FetchResult {
+        log_start: start,
+        log_end: start,
+        records: Vec::new(),
+    };
+    let mut next = start;
+    loop {
+        let page = client
+            .fetch(topic, partition, next, 1 << 20, Duration::ZERO)
+            .await?;
+        all.log_start = page.log_start;
+        all.log_end = page.log_end;
+        if next >= page.log_end {
+            return Ok(all);
+        }
+        assert!(
+            !page.records.is_empty(),
+            "fetch of `{topic}` partition {partition} at {next} returned nothing below the end \
+             offset {}",
+            page.log_end
+        );
+        next = page.next_offset(next);
+        all.records.extend(page.records);
+    }
+}

@@ -78,8 +78,12 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub defaults: TopicConfig,
     pub shutting_down: AtomicBool,
+    /// Flips to true when shutdown begins, so that waiting requests answer at once.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     pub syncer: crate::syncer::Syncer,
     pub queues: RwLock<BTreeMap<String, Arc<crate::queue::service::Queue>>>,
+    /// The open, exclusively locked `<data_dir>/.lock`; the lock goes with the last handle.
+    _lock: fs::File,
 }
 
 /// A handle to the broker's shared state.
@@ -103,6 +107,8 @@ impl Broker {
             .topic_defaults
             .validate()
             .map_err(BrokerError::InvalidConfig)?;
+        // Lock before touching anything: a second broker on the folder would corrupt it.
+        let lock = lock_data_dir(&options.data_dir)?;
         let topics_dir = options.data_dir.join("topics");
         fs::create_dir_all(&topics_dir).map_err(|err| BrokerError::io(&topics_dir, err))?;
         let now = options.clock.now_ms();
@@ -144,8 +150,10 @@ impl Broker {
             clock: options.clock,
             defaults: options.topic_defaults,
             shutting_down: AtomicBool::new(false),
+            stopping: tokio::sync::watch::Sender::new(false),
             syncer: crate::syncer::Syncer::default(),
             queues: RwLock::new(queues),
+            _lock: lock,
         };
         Ok((
             Broker {
@@ -274,7 +282,8 @@ impl Broker {
         let current = topic.partition_count();
         if total <= current {
             return Err(BrokerError::InvalidConfig(format!(
-                "topic `{name}` already has {current} partitions; the new total must be larger"
+                "topic `{name}` already has {}; the new total must be larger",
+                crate::error::partition_count(current)
             )));
         }
         let mut config = topic.config();
@@ -289,6 +298,16 @@ impl Broker {
         self.resize_groups_of_topic(name, total);
         tracing::info!(topic = name, from = current, to = total, "partitions added");
         Ok(())
+    }
+
+    /// Tells requests that wait (long-polls) to answer now: the server is stopping.
+    pub fn begin_shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Broker::begin_shutdown`] was called.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
     }
 
     /// Stops accepting changes and makes everything durable.
@@ -308,6 +327,31 @@ impl Broker {
         self.sync_queue_journals()?;
         tracing::info!("broker state flushed");
         Ok(())
+    }
+}
+
+/// Name of the lock file in the data folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Creates `data_dir` when absent and takes an exclusive lock on its lock file, held for as
+/// long as the returned file is open. The operating system drops the lock when the process
+/// dies, so a crash never leaves a stale lock behind.
+fn lock_data_dir(data_dir: &Path) -> Result<fs::File> {
+    fs::create_dir_all(data_dir).map_err(|err| BrokerError::io(data_dir, err))?;
+    let path = data_dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| BrokerError::io(&path, err))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(BrokerError::DataDirInUse {
+            dir: data_dir.display().to_string(),
+            lock: path.display().to_string(),
+        }),
+        Err(fs::TryLockError::Error(err)) => Err(BrokerError::io(&path, err)),
     }
 }
 
@@ -357,4 +401,23 @@ fn open_partition(
     let (log, report) = PartitionLog::open(&path, config.log_config(), now)
         .map_err(|err| BrokerError::from_log(topic, id, err))?;
     Ok((Partition::new(id, log), report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_broker_on_one_data_folder_is_refused_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, _) = Broker::open(BrokerOptions::new(dir.path())).expect("first open");
+        let err = Broker::open(BrokerOptions::new(dir.path())).expect_err("second open");
+        let text = err.to_string();
+        assert!(matches!(err, BrokerError::DataDirInUse { .. }), "{text}");
+        assert!(text.contains("is in use by another broker"), "{text}");
+        assert!(text.contains(".lock"), "{text}");
+        assert!(text.contains("--data-dir"), "{text}");
+        drop(first);
+        Broker::open(BrokerOptions::new(dir.path())).expect("open after the first is gone");
+    }
 }

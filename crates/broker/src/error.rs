@@ -4,7 +4,7 @@ use switchyard_log::{BatchError, LogError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("topic `{0}` does not exist; create it with `switchyard topic create {0}`")]
+    #[error("topic `{0}` does not exist; `switchyard topic list` shows the topics")]
     UnknownTopic(String),
     #[error("topic `{0}` already exists")]
     TopicExists(String),
@@ -14,7 +14,10 @@ pub enum BrokerError {
         name: String,
         reason: String,
     },
-    #[error("topic `{topic}` has {partitions} partitions; partition {partition} does not exist")]
+    #[error(
+        "topic `{topic}` has {}; partition {partition} does not exist",
+        partition_count(*.partitions)
+    )]
     PartitionOutOfRange {
         topic: String,
         partition: u32,
@@ -100,6 +103,11 @@ pub enum BrokerError {
     InvalidToken { queue: String, token: String },
     #[error("the broker is shutting down")]
     ShuttingDown,
+    #[error(
+        "data folder {dir} is in use by another broker (lock file {lock}); stop it or use \
+         another --data-dir"
+    )]
+    DataDirInUse { dir: String, lock: String },
 }
 
 impl BrokerError {
@@ -136,6 +144,14 @@ impl BrokerError {
                 source: other,
             },
         }
+    }
+}
+
+/// `1 partition`, `3 partitions`.
+pub(crate) fn partition_count(partitions: u32) -> String {
+    match partitions {
+        1 => "1 partition".to_string(),
+        n => format!("{n} partitions"),
     }
 }
 

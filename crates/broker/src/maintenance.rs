@@ -17,6 +17,10 @@ use crate::error::Result;
 /// How often the maintenance thread wakes: fine enough for the default 50 ms fsync interval.
 pub const TICK: Duration = Duration::from_millis(10);
 
+/// How often committed offsets and queue journals are fsynced: the default fsync interval
+/// of topics, so that what a consumer acked is as durable as what a producer sent.
+pub const META_SYNC_INTERVAL_MS: i64 = 50;
+
 /// Settings of the maintenance thread.
 #[derive(Debug, Clone, Copy)]
 pub struct MaintenanceOptions {
@@ -71,8 +75,14 @@ impl Broker {
                 }
             }
         }
-        self.sync_offsets()?;
-        self.sync_queue_journals()
+        // Offsets and queue journals follow the default interval.
+        let last = last_sync.entry(String::new()).or_insert(now);
+        if now - *last >= META_SYNC_INTERVAL_MS {
+            *last = now;
+            self.sync_offsets()?;
+            self.sync_queue_journals()?;
+        }
+        Ok(())
     }
 
     /// Applies every topic's retention now.

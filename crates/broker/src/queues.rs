@@ -244,7 +244,7 @@ impl Broker {
             &mut outcomes,
             now,
         )?;
-        inner.journal.flush()?;
+        queue.persist(&mut inner)?;
         drop(inner);
         queue.ready.notify_waiters();
         // A later copy of an id first sent in this same call is a duplicate of that copy.
@@ -336,7 +336,7 @@ impl Broker {
         }
         let positions: Vec<Pos> = lent.iter().map(|lease| lease.pos).collect();
         let records = queue.records(&mut inner, &positions)?;
-        inner.journal.flush()?;
+        queue.persist(&mut inner)?;
         Ok(lent
             .into_iter()
             .zip(records)
@@ -369,7 +369,7 @@ impl Broker {
                 Ok(())
             })
             .collect();
-        inner.journal.flush()?;
+        queue.persist(&mut inner)?;
         drop(inner);
         queue.room.notify_waiters();
         queue.ready.notify_waiters();
@@ -393,7 +393,7 @@ impl Broker {
                 .state
                 .nack(token, delay_ms, error, now)
                 .map_err(|err| token_error(&queue, err))?;
-            inner.journal.flush()?;
+            queue.persist(&mut inner)?;
             doomed
         };
         if let Some(doomed) = doomed {
@@ -421,7 +421,8 @@ impl Broker {
         self.tick_queue(&queue)?;
         let now = self.now_ms();
         let inner = queue.inner.lock();
-        let counts = inner.state.counts(now);
+        let mut counts = inner.state.counts(now);
+        counts.delayed += inner.delayed.len();
         let totals = inner.state.totals;
         let unscanned = queue.unscanned(&inner);
         let dead_letter = inner.state.config().dead_letter.clone();
@@ -454,7 +455,10 @@ impl Broker {
     pub fn queue_next_timer(&self, name: &str) -> Option<i64> {
         let queue = self.queue(name).ok()?;
         let inner = queue.inner.lock();
-        inner.state.next_timer()
+        match (inner.state.next_timer(), inner.delayed.next_load()) {
+            (Some(timer), Some(load)) => Some(timer.min(load)),
+            (timer, load) => timer.or(load),
+        }
     }
 
     /// Moves dead letters back to the queue they came from, each as a new record with a
@@ -523,13 +527,14 @@ impl Broker {
                 let start = partition.log.start_offset();
                 queue.lose_before(&mut inner, partition.id, start, now);
             }
+            queue.load_delayed(&mut inner, now)?;
             let doomed = inner.state.tick(now);
             let woke = inner.state.ready_len() > ready_before;
             if inner.journal.wants_compaction() {
                 let live = queue.live(&inner);
                 inner.journal.compact(&live)?;
             }
-            inner.journal.flush()?;
+            queue.persist(&mut inner)?;
             (doomed, woke)
         };
         if !doomed.is_empty() {
@@ -555,7 +560,9 @@ impl Broker {
     pub(crate) fn sync_queue_journals(&self) -> Result<()> {
         let queues: Vec<Arc<Queue>> = self.inner.queues.read().values().cloned().collect();
         for queue in queues {
-            queue.inner.lock().journal.sync()?;
+            let mut inner = queue.inner.lock();
+            inner.delayed.sync()?;
+            inner.journal.sync()?;
         }
         Ok(())
     }
@@ -572,7 +579,7 @@ impl Broker {
                     .state
                     .config()
                     .protect_from_retention
-                    .then(|| inner.state.floor(partition))
+                    .then(|| queue.floor(&inner, partition))
             })
             .min()
             .unwrap_or(u64::MAX)
@@ -617,7 +624,7 @@ impl Broker {
             inner.state.complete(dead.pos, how, now);
             inner.cache.remove(&dead.pos);
             inner.journal.push(&Event::Done { pos: dead.pos, how });
-            inner.journal.flush()?;
+            queue.persist(&mut inner)?;
         }
         queue.room.notify_waiters();
         queue.ready.notify_waiters();

@@ -404,3 +404,43 @@ fn redrive_moves_dead_letters_back_with_a_fresh_count() {
     assert_eq!(again[0].deliveries, 1);
     assert_eq!(broker.queue_stats("q").expect("stats").dead_lettered, 0);
 }
+
+#[test]
+fn far_delayed_records_wait_on_disk_and_do_not_block_ready_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(T0));
+    let hour = 3_600_000;
+    {
+        let broker = open(dir.path(), &clock);
+        queue(&broker, "q", QueueConfig::default());
+        let far: Vec<SendRecord> = (0..2_000)
+            .map(|i| SendRecord {
+                delay_ms: Some(hour),
+                ..text(&format!("far{i}"))
+            })
+            .collect();
+        broker.send("q", far).expect("send far");
+        broker.send("q", vec![text("now")]).expect("send now");
+        let got = broker.receive("q", "a", 10, None, NONE).expect("receive");
+        assert_eq!(values(&got), vec!["now"]);
+        broker.ack("q", &[got[0].token.clone()]).expect("ack");
+        let stats = broker.queue_stats("q").expect("stats");
+        assert_eq!(stats.delayed, 2_000);
+        let spill_dir = dir.path().join("topics/q/queues/q.delayed");
+        assert!(std::fs::read_dir(&spill_dir).expect("spill folder").count() > 0);
+    }
+    // After a restart and the hour, they are all there.
+    clock.advance_ms(hour as i64);
+    let broker = open(dir.path(), &clock);
+    let mut received = 0;
+    loop {
+        let got = broker.receive("q", "a", 500, None, NONE).expect("receive");
+        if got.is_empty() {
+            break;
+        }
+        received += got.len();
+        let tokens: Vec<String> = got.into_iter().map(|d| d.token).collect();
+        broker.ack("q", &tokens).expect("ack");
+    }
+    assert_eq!(received, 2_000);
+}

@@ -76,6 +76,15 @@ pub async fn serve(
                     let (Some(id), Some(kind)) = (err.request_id(), err.kind()) else {
                         return finish(tx, writer_task).await;
                     };
+                    if !handshaken {
+                        // Before a hello, nothing but a hello is answered.
+                        let refused = ErrorResponse::new(
+                            ErrorCode::HandshakeRequired,
+                            "the first request on a connection must be hello",
+                        );
+                        send(&tx, id, kind, &Err(refused)).await;
+                        return finish(tx, writer_task).await;
+                    }
                     send(&tx, id, kind, &Err(err.to_error_response())).await;
                     continue;
                 }

@@ -37,9 +37,10 @@ pub fn error_response(err: &BrokerError) -> ErrorResponse {
             source: LogError::Corrupt { .. },
             ..
         } => ErrorCode::StorageError,
-        BrokerError::Storage { .. } | BrokerError::Io { .. } | BrokerError::SyncFailed { .. } => {
-            ErrorCode::StorageError
-        }
+        BrokerError::Storage { .. }
+        | BrokerError::Io { .. }
+        | BrokerError::SyncFailed { .. }
+        | BrokerError::DataDirInUse { .. } => ErrorCode::StorageError,
         BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
         BrokerError::UnknownQueue(_) => ErrorCode::UnknownQueue,
         BrokerError::QueueExists(_) => ErrorCode::QueueExists,

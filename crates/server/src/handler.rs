@@ -246,6 +246,7 @@ fn fetch(
     let broker = broker.clone();
     Outcome::Deferred(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + wait;
+        let mut stopping = broker.stopping();
         let handle = broker
             .partition_handle(&topic, partition)
             .map_err(|e| convert::error_response(&e))?;
@@ -258,9 +259,13 @@ fn fetch(
             if !empty || tokio::time::Instant::now() >= deadline {
                 return fetched(result).map_err(|err| convert::error_response(&err));
             }
+            if *stopping.borrow() {
+                return fetched(result).map_err(|err| convert::error_response(&err));
+            }
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
+                _ = stopping.changed() => {}
             }
         }
     }))

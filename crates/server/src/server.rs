@@ -127,6 +127,7 @@ impl Server {
         tracing::info!("shutting down: no longer accepting connections");
         drop(self.listener);
         let _ = stop_tx.send(true);
+        self.broker.begin_shutdown();
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(limit as u32)).await;
         if drained.is_err() {
             tracing::warn!("some connections were still busy after the grace period");

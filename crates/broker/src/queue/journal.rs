@@ -32,6 +32,9 @@ pub enum Event {
     Cursor { partition: u32, offset: u64 },
     /// A dedup id was first seen at `at_ms` on the record at `pos`.
     Dedup { id: String, pos: Pos, at_ms: i64 },
+    /// The queue has read `partition` up to `offset` (exclusive); records it did not admit
+    /// were set aside (delayed far ahead) and are kept elsewhere.
+    Scanned { partition: u32, offset: u64 },
 }
 
 /// What replaying a journal found.
@@ -51,6 +54,8 @@ pub struct Journal {
     file: File,
     buf: Vec<u8>,
     size: u64,
+    /// Whether bytes were written since the last sync.
+    dirty: bool,
 }
 
 impl Journal {
@@ -80,6 +85,7 @@ impl Journal {
             file,
             buf: Vec::new(),
             size: snapshot.len() as u64,
+            dirty: false,
         };
         Ok((journal, restored))
     }
@@ -100,6 +106,7 @@ impl Journal {
             .map_err(|err| BrokerError::io(&self.path, err))?;
         self.size += self.buf.len() as u64;
         self.buf.clear();
+        self.dirty = true;
         Ok(())
     }
 
@@ -135,7 +142,7 @@ impl Journal {
 }
 
 /// Appends one framed event to `buf`.
-fn frame(event: &Event, buf: &mut Vec<u8>) {
+pub(crate) fn frame(event: &Event, buf: &mut Vec<u8>) {
     let start = buf.len();
     buf.extend_from_slice(&[0; 8]);
     encode(event, buf);
@@ -190,6 +197,17 @@ fn snapshot(state: &Restored) -> Vec<u8> {
 
 /// Applies every whole event of `bytes` to `restored`; returns the length that was valid.
 fn replay(bytes: &[u8], restored: &mut Restored) -> usize {
+    let (events, valid) = read_frames(bytes);
+    for event in events {
+        apply(restored, event);
+    }
+    valid
+}
+
+/// Decodes framed events up to the first torn or corrupt one; returns them and the valid
+/// length.
+pub(crate) fn read_frames(bytes: &[u8]) -> (Vec<Event>, usize) {
+    let mut events = Vec::new();
     let mut pos = 0;
     while let Some(head) = bytes.get(pos..pos + 8) {
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
@@ -201,10 +219,10 @@ fn replay(bytes: &[u8], restored: &mut Restored) -> usize {
             break;
         }
         let Some(event) = decode(payload) else { break };
-        apply(restored, event);
+        events.push(event);
         pos += 8 + len;
     }
-    pos
+    (events, pos)
 }
 
 fn apply(restored: &mut Restored, event: Event) {
@@ -232,6 +250,10 @@ fn apply(restored: &mut Restored, event: Event) {
                 .retain(|pos, _| pos.0 != partition || pos.1 >= offset);
         }
         Event::Dedup { id, pos, at_ms } => restored.dedup.push((id, pos, at_ms)),
+        Event::Scanned { partition, offset } => {
+            let cursor = restored.cursors.entry(partition).or_default();
+            *cursor = (*cursor).max(offset);
+        }
     }
 }
 
@@ -240,6 +262,7 @@ const DELIVER: u8 = 2;
 const DONE: u8 = 3;
 const CURSOR: u8 = 4;
 const DEDUP: u8 = 5;
+const SCANNED: u8 = 6;
 
 fn put_pos(buf: &mut Vec<u8>, pos: Pos) {
     buf.extend_from_slice(&pos.0.to_be_bytes());
@@ -277,6 +300,10 @@ fn encode(event: &Event, buf: &mut Vec<u8>) {
         }
         Event::Cursor { partition, offset } => {
             buf.push(CURSOR);
+            put_pos(buf, (*partition, *offset));
+        }
+        Event::Scanned { partition, offset } => {
+            buf.push(SCANNED);
             put_pos(buf, (*partition, *offset));
         }
         Event::Dedup { id, pos, at_ms } => {
@@ -354,6 +381,10 @@ fn decode(payload: &[u8]) -> Option<Event> {
         CURSOR => {
             let (partition, offset) = fields.pos()?;
             Event::Cursor { partition, offset }
+        }
+        SCANNED => {
+            let (partition, offset) = fields.pos()?;
+            Event::Scanned { partition, offset }
         }
         DEDUP => {
             let pos = fields.pos()?;

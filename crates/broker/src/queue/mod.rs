@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod dedup;
+pub mod delay;
 pub mod journal;
 pub mod service;
 pub mod state;

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use crate::error::{BrokerError, Result};
 use crate::queue::config::QueueConfig;
 use crate::queue::dedup::DedupTable;
+use crate::queue::delay::DelayStore;
 use crate::queue::journal::{Event, Journal, Restored};
 use crate::queue::state::{Completion, Pos, QueueState, RecordMeta};
 use crate::topic::Topic;
@@ -40,6 +41,8 @@ pub(crate) struct QueueInner {
     pub state: QueueState,
     pub journal: Journal,
     pub dedup: DedupTable,
+    /// Records delayed far ahead, set aside on disk.
+    pub delayed: DelayStore,
     /// Records admitted since start, kept so a delivery needs no second read of the log.
     pub cache: HashMap<Pos, Record>,
     /// Records removed by retention before they were acked.
@@ -91,10 +94,12 @@ impl Queue {
             dedup.insert(id, pos, at);
         }
         dedup.prune(now, config.dedup_window_ms);
+        let delayed = DelayStore::open(&dir.join(format!("{name}.delayed")))?;
         let inner = QueueInner {
             state,
             journal,
             dedup,
+            delayed,
             cache: HashMap::new(),
             lost: 0,
         };
@@ -106,6 +111,16 @@ impl Queue {
             room: Notify::new(),
             config_path,
         })
+    }
+
+    /// Writes the journal's queued events: to the page cache, or, on a topic with fsync
+    /// policy `always`, to stable storage, before the caller answers anyone.
+    pub(crate) fn persist(&self, inner: &mut QueueInner) -> Result<()> {
+        if self.topic.config().fsync == switchyard_log::FsyncPolicy::Always {
+            inner.journal.sync()
+        } else {
+            inner.journal.flush()
+        }
     }
 
     /// Persists the queue's settings.
@@ -157,19 +172,65 @@ impl Queue {
                 let batches = parse_batches(&read.batches).map_err(|err| {
                     BrokerError::from_log(&self.topic.name, partition.id, err.into())
                 })?;
+                let mut set_aside = false;
                 for record in batches.iter().flat_map(|batch| batch.records()) {
                     if record.offset < cursor {
                         continue;
                     }
                     let pos = (partition.id, record.offset);
                     let meta = meta_of(&record);
+                    if DelayStore::wants(meta.due_ms, now) {
+                        inner.delayed.add(pos, meta)?;
+                        inner.state.advance_cursor(pos.0, pos.1 + 1);
+                        set_aside = true;
+                        continue;
+                    }
                     inner.journal.push(&Event::Admit { pos, meta });
                     inner.state.admit(pos, meta, 0, now);
                     inner.cache.insert(pos, record);
                 }
+                if set_aside {
+                    let offset = inner.state.cursor(partition.id);
+                    inner.journal.push(&Event::Scanned {
+                        partition: partition.id,
+                        offset,
+                    });
+                }
             }
         }
         Ok(())
+    }
+
+    /// Admits the far-delayed records whose time has come near. Their bucket files are
+    /// deleted only once the journal holding them is on disk.
+    pub(crate) fn load_delayed(&self, inner: &mut QueueInner, now: i64) -> Result<()> {
+        let due = inner.delayed.take_due(now)?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        for (_, records) in &due {
+            for (pos, meta) in records {
+                inner.journal.push(&Event::Admit {
+                    pos: *pos,
+                    meta: *meta,
+                });
+                inner.state.admit(*pos, *meta, 0, now);
+            }
+        }
+        inner.journal.sync()?;
+        for (start, _) in due {
+            inner.delayed.remove(start)?;
+        }
+        Ok(())
+    }
+
+    /// Lowest offset of `partition` the queue still needs, in memory or set aside.
+    pub(crate) fn floor(&self, inner: &QueueInner, partition: u32) -> u64 {
+        let in_memory = inner.state.floor(partition);
+        inner
+            .delayed
+            .floor(partition)
+            .map_or(in_memory, |aside| aside.min(in_memory))
     }
 
     /// Records before `start` were removed by retention: what was pending there is lost.
