@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release --locked -q -p switchyard-cli
-bin=target/release/switchyard
+bin="${CARGO_TARGET_DIR:-target}/release/switchyard"
 export SWITCHYARD_SERVER=127.0.0.1:$port
 
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)"
