@@ -192,6 +192,10 @@ impl Broker {
         let config = inner.state.config().clone();
         inner.dedup.prune(now, config.dedup_window_ms);
         let partitions = queue.topic.partition_count();
+        if config.max_bytes.is_some() {
+            // Byte counts are known only for admitted records: admit what the log holds.
+            queue.fill(&mut inner, service::MAX_ADMITTED, now)?;
+        }
         let mut depth = inner.state.len() as u64 + queue.unscanned(&inner);
         let mut bytes = inner.state.bytes();
         let mut outcomes: Vec<Option<SendOutcome>> = vec![None; records.len()];
@@ -336,17 +340,27 @@ impl Broker {
         }
         let positions: Vec<Pos> = lent.iter().map(|lease| lease.pos).collect();
         let records = queue.records(&mut inner, &positions)?;
-        queue.persist(&mut inner)?;
-        Ok(lent
-            .into_iter()
-            .zip(records)
-            .map(|(lease, record)| Delivery {
+        let mut deliveries = Vec::with_capacity(lent.len());
+        for (lease, record) in lent.into_iter().zip(records) {
+            let Some(record) = record else {
+                // The log lost it (retention without protection): count it, deliver the rest.
+                inner.state.complete(lease.pos, Completion::Dropped, now);
+                inner.journal.push(&Event::Done {
+                    pos: lease.pos,
+                    how: Completion::Dropped,
+                });
+                inner.lost += 1;
+                continue;
+            };
+            deliveries.push(Delivery {
                 token: lease.token,
                 partition: lease.pos.0,
                 deliveries: lease.deliveries,
                 record,
-            })
-            .collect())
+            });
+        }
+        queue.persist(&mut inner)?;
+        Ok(deliveries)
     }
 
     /// Acks deliveries; each token gets its own result.
@@ -595,12 +609,19 @@ impl Broker {
             let records = queue.records(&mut inner, &positions)?;
             (records, inner.state.config().dead_letter.clone())
         };
-        let by_offset: BTreeMap<Pos, Record> = doomed.iter().map(|d| d.pos).zip(records).collect();
+        let by_offset: BTreeMap<Pos, Record> = doomed
+            .iter()
+            .map(|d| d.pos)
+            .zip(records)
+            .filter_map(|(pos, record)| Some((pos, record?)))
+            .collect();
         for dead in doomed {
             let how = match (dead.drop, dead.cause) {
                 (true, DeathCause::Expired) => Completion::Expired,
                 (true, DeathCause::MaxDeliveries) => Completion::Dropped,
-                (false, _) => Completion::DeadLettered,
+                (false, _) if by_offset.contains_key(&dead.pos) => Completion::DeadLettered,
+                // Retention took the record before it could be dead-lettered.
+                (false, _) => Completion::Dropped,
             };
             if let (false, Some(dlq), Some(record)) =
                 (dead.drop, &dead_letter, by_offset.get(&dead.pos))

@@ -61,7 +61,11 @@ impl TopicConfig {
             ));
         }
         if self.retention_ms == Some(0) {
-            return Err("retention_ms = 0 would delete everything; omit it to keep forever".into());
+            return Err(
+                "retention_ms = 0 would delete every record; to keep records forever, leave \
+                 retention unset or use `--retention forever`"
+                    .into(),
+            );
         }
         self.log_config().validate()
     }

@@ -260,7 +260,12 @@ impl Queue {
     }
 
     /// The records at `positions`, from the cache or else from the log.
-    pub(crate) fn records(&self, inner: &mut QueueInner, positions: &[Pos]) -> Result<Vec<Record>> {
+    /// `None` where the log no longer holds the record.
+    pub(crate) fn records(
+        &self,
+        inner: &mut QueueInner,
+        positions: &[Pos],
+    ) -> Result<Vec<Option<Record>>> {
         let mut found: HashMap<Pos, Record> = HashMap::new();
         let mut missing: Vec<Pos> = Vec::new();
         for pos in positions {
@@ -299,10 +304,7 @@ impl Queue {
                 index += 1;
             }
         }
-        Ok(positions
-            .iter()
-            .filter_map(|pos| found.remove(pos))
-            .collect())
+        Ok(positions.iter().map(|pos| found.remove(pos)).collect())
     }
 
     /// The live state as journal events, for compaction.
