@@ -135,8 +135,11 @@ impl Broker {
         tracing::info!(queue = name, "queue created");
         if let Some(dead_letter) = &config.dead_letter {
             if !self.inner.queues.read().contains_key(dead_letter) {
+                // A dead letter leaves only by redrive, ack or retention: every refused
+                // redrive counts a delivery, and a count limit would drop it.
                 let dlq = QueueConfig {
                     dead_letter: None,
+                    max_deliveries: u32::MAX,
                     ..QueueConfig::default()
                 };
                 self.create_queue(

@@ -444,3 +444,29 @@ fn far_delayed_records_wait_on_disk_and_do_not_block_ready_ones() {
     }
     assert_eq!(received, 2_000);
 }
+
+#[test]
+fn redrive_into_a_full_queue_keeps_the_dead_letters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(T0));
+    let broker = open(dir.path(), &clock);
+    let config = QueueConfig {
+        max_deliveries: 1,
+        max_records: Some(1),
+        dead_letter: Some("q.dlq".into()),
+        ..QueueConfig::default()
+    };
+    queue(&broker, "q", config);
+    broker.send("q", vec![text("poison")]).expect("send");
+    let got = broker.receive("q", "a", 1, None, NONE).expect("receive");
+    broker.nack("q", &got[0].token, None, None).expect("nack");
+    broker
+        .send("q", vec![text("filler")])
+        .expect("fill the queue");
+    // Each refused redrive gives the dead letter back; none may cost it its place.
+    for _ in 0..10 {
+        assert_eq!(broker.redrive("q.dlq", 10, None).expect("redrive"), 0);
+    }
+    let dlq = broker.queue_stats("q.dlq").expect("stats");
+    assert_eq!((dlq.ready, dlq.dropped_total), (1, 0), "{dlq:?}");
+}

@@ -21,7 +21,8 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub group: String,
     /// Where to start without a committed offset: earliest, latest, an offset, or an
-    /// RFC 3339 time such as 2013-01-01T10:00:00Z.
+    /// RFC 3339 time such as 2013-01-01T10:00:00Z. An offset applies to every partition; one
+    /// whose end is below it starts at its end.
     #[arg(long, default_value = "earliest", value_parser = parse_start)]
     pub from: StartPosition,
     /// Exit after this many records.
@@ -69,7 +70,9 @@ pub async fn run(client: &Client, args: ConsumeArgs, json: bool) -> anyhow::Resu
         start: args.from,
         ..ConsumerOptions::new(&args.group, &args.topic)
     };
-    let mut consumer = Consumer::join(client.clone(), options).await?;
+    let mut consumer = Consumer::join(client.clone(), options)
+        .await
+        .map_err(|err| crate::output::missing_topic_hint(&args.topic, err))?;
     let mut printed: u64 = 0;
     let limit = args.count.unwrap_or(u64::MAX);
     let interrupted = tokio::signal::ctrl_c();

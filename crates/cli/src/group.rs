@@ -4,7 +4,7 @@ use clap::Subcommand;
 use serde_json::json;
 use switchyard_client::Client;
 
-use crate::output::{cell, print_json, table};
+use crate::output::{cell, count, print_json, print_line, table};
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -41,7 +41,7 @@ pub async fn run(client: &Client, command: GroupCommand, json: bool) -> anyhow::
                         g.generation.to_string(),
                     ]);
                 }
-                println!("{out}");
+                print_line(out);
             }
         }
         GroupCommand::Describe { name } => describe(client, &name, json).await?,
@@ -50,7 +50,7 @@ pub async fn run(client: &Client, command: GroupCommand, json: bool) -> anyhow::
             if json {
                 print_json(&json!({ "deleted": name }));
             } else {
-                println!("deleted group `{name}`");
+                print_line(format_args!("deleted group `{name}`"));
             }
         }
     }
@@ -95,13 +95,13 @@ async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
         }));
         return Ok(());
     }
-    println!(
-        "group `{}` on topic `{}`: generation {}, {} members, total lag {total_lag}",
+    print_line(format_args!(
+        "group `{}` on topic `{}`: generation {}, {}, total lag {total_lag}",
         group.name,
         group.topic,
         group.generation,
-        group.members.len()
-    );
+        count(group.members.len() as u64, "member"),
+    ));
     let mut out = table(&[
         "partition",
         "owner",
@@ -120,6 +120,6 @@ async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
             p.lag.to_string(),
         ]);
     }
-    println!("{out}");
+    print_line(out);
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! - `produce`, `consume`: move records from stdin to a topic and back ([`produce`],
 //!   [`consume`], with [`input`] parsing and [`template`] formatting).
 //! - `bench`: load generators that print throughput and latency ([`bench`]).
+//! - `queue`, `send`, `receive`, `ack`, `nack`, `extend`, `dlq`: queues ([`queue`]).
 
 mod bench;
 mod consume;
@@ -12,6 +13,7 @@ mod group;
 mod input;
 mod output;
 mod produce;
+mod queue;
 mod serve;
 mod template;
 mod topic;
@@ -19,14 +21,15 @@ mod topic;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use switchyard_client::Client;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use switchyard_client::{Client, ClientError};
 
 /// Switchyard: queues, pub/sub and streams on one durable log.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about)]
 struct Cli {
-    /// Broker address for client commands.
+    /// Broker address for client commands (`serve` takes --listen instead).
     #[arg(
         long,
         global = true,
@@ -34,7 +37,8 @@ struct Cli {
         default_value = "127.0.0.1:7411"
     )]
     server: String,
-    /// Print JSON instead of tables.
+    /// Print JSON instead of tables, and errors as `{"error": "..."}` on standard error
+    /// (client commands; `serve` takes --log-format json).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -58,17 +62,59 @@ enum Command {
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Manage queues.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// Send one record per input line to a queue.
+    Send(queue::messages::SendArgs),
+    /// Receive records from a queue under a lease.
+    Receive(queue::messages::ReceiveArgs),
+    /// Ack received records by their lease tokens.
+    Ack(queue::messages::AckArgs),
+    /// Give a received record back, to be delivered again or dead-lettered.
+    Nack(queue::messages::NackArgs),
+    /// Extend the lease of a received record.
+    Extend(queue::messages::ExtendArgs),
+    /// Inspect and redrive a queue's dead letters.
+    #[command(subcommand)]
+    Dlq(queue::dlq::DlqCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    // `serve` refuses --json (below), and says so in plain text.
+    let json = cli.json && !matches!(cli.command, Command::Serve(_));
+    let result = match &cli.command {
+        Command::Serve(_) => reject_client_flags(&matches).and_then(|()| run(cli)),
+        _ => run(cli),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if json => {
+            eprintln!("{}", serde_json::json!({ "error": describe(&err) }));
+            ExitCode::FAILURE
+        }
         Err(err) => {
             eprintln!("error: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--server` and `--json` are global so that they can go anywhere on a client command's
+/// line, but they mean nothing to `serve`: say so rather than ignore them.
+fn reject_client_flags(matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    if given("server") {
+        anyhow::bail!(
+            "`serve` does not take --server; give the address to listen on with --listen"
+        );
+    }
+    if given("json") {
+        anyhow::bail!("`serve` does not take --json; for JSON log lines use --log-format json");
+    }
+    Ok(())
 }
 
 /// The error and its causes on one line, leaving out a cause whose text an outer message
@@ -99,7 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let client = Client::connect(&cli.server)
             .await
-            .with_context(|| format!("cannot reach the broker at {}", cli.server))?;
+            .map_err(|err| unreachable_broker(&cli.server, err))?;
         match cli.command {
             Command::Serve(_) => unreachable!("handled above"),
             Command::Topic(command) => topic::run(&client, command, cli.json).await,
@@ -107,6 +153,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Produce(args) => produce::run(&client, args, cli.json).await,
             Command::Consume(args) => consume::run(&client, args, cli.json).await,
             Command::Bench(command) => bench::run(&client, &cli.server, command, cli.json).await,
+            Command::Queue(command) => queue::run(&client, command, cli.json).await,
+            Command::Send(args) => queue::messages::send(&client, args, cli.json).await,
+            Command::Receive(args) => queue::messages::receive(&client, args, cli.json).await,
+            Command::Ack(args) => queue::messages::ack(&client, args, cli.json).await,
+            Command::Nack(args) => queue::messages::nack(&client, args, cli.json).await,
+            Command::Extend(args) => queue::messages::extend(&client, args, cli.json).await,
+            Command::Dlq(command) => queue::dlq::run(&client, command, cli.json).await,
         }
     })
+}
+
+/// The error of a failed connect, with what to do when nothing listens at the address.
+fn unreachable_broker(server: &str, err: ClientError) -> anyhow::Error {
+    let refused = matches!(
+        &err,
+        ClientError::Connect { source, .. }
+            if source.kind() == std::io::ErrorKind::ConnectionRefused
+    );
+    let hint = if refused {
+        "; is the broker running? start it with `switchyard serve`"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("cannot reach the broker at {server}: {err}{hint}")
 }

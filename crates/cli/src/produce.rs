@@ -13,7 +13,7 @@ use switchyard_log::RecordBuf;
 use tokio::sync::mpsc;
 
 use crate::input::{for_each_record, parse_header, InputOptions};
-use crate::output::print_json;
+use crate::output::{count, missing_topic_hint, print_json, print_line};
 
 /// Records read ahead of the producer: enough to keep batches full, bounded in memory.
 const READ_AHEAD: usize = 16 * 1024;
@@ -26,7 +26,8 @@ pub struct ProduceArgs {
     /// Key for every record.
     #[arg(long, conflicts_with = "key_field")]
     pub key: Option<String>,
-    /// Take each record's key from this field of its JSON line (or CSV column).
+    /// Take each record's key from this field of its JSON line (or CSV column); a null value
+    /// gives a record without a key.
     #[arg(long)]
     pub key_field: Option<String>,
     /// Header added to every record, `name=value`; repeatable.
@@ -35,13 +36,17 @@ pub struct ProduceArgs {
     /// Read from this file instead of standard input.
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// Input is CSV with a header row; each row becomes a JSON object.
+    /// Input is CSV with a header row; each row becomes a JSON object with the columns in
+    /// file order (empty and NA cells null, true/false booleans, integers and decimals without
+    /// leading zeros numbers, the rest strings).
     #[arg(long)]
     pub csv: bool,
 }
 
 pub async fn run(client: &Client, args: ProduceArgs, json: bool) -> anyhow::Result<()> {
-    let producer = Producer::new(client.clone(), &args.topic, ProducerOptions::default()).await?;
+    let producer = Producer::new(client.clone(), &args.topic, ProducerOptions::default())
+        .await
+        .map_err(|err| missing_topic_hint(&args.topic, err))?;
     let options = InputOptions {
         key: args.key.clone(),
         key_field: args.key_field.clone(),
@@ -88,7 +93,14 @@ pub async fn run(client: &Client, args: ProduceArgs, json: bool) -> anyhow::Resu
     let read_result = reader.await.context("input reader panicked")?;
     let flushed = producer.close().await;
     let (acknowledged, failures) = acker.await.context("acknowledgement collector panicked")?;
-    read_result?;
+    if let Err(err) = read_result {
+        // Everything before the bad line was sent: say how much of the input is stored.
+        anyhow::bail!(
+            "{}; {}",
+            crate::describe(&err),
+            stored_before_failure(acknowledged, failures.len())
+        );
+    }
     flushed?;
 
     if json {
@@ -96,7 +108,11 @@ pub async fn run(client: &Client, args: ProduceArgs, json: bool) -> anyhow::Resu
             "topic": args.topic, "acknowledged": acknowledged, "failed": failures.len(),
         }));
     } else {
-        println!("{acknowledged} records acknowledged by `{}`", args.topic);
+        print_line(format_args!(
+            "{} acknowledged by `{}`",
+            count(acknowledged, "record"),
+            args.topic
+        ));
     }
     if !failures.is_empty() {
         let shown = failures
@@ -105,10 +121,50 @@ pub async fn run(client: &Client, args: ProduceArgs, json: bool) -> anyhow::Resu
             .cloned()
             .collect::<Vec<_>>()
             .join("\n  ");
+        let failed = failures.len() as u64;
         anyhow::bail!(
-            "{} records were not acknowledged (the others were):\n  {shown}",
-            failures.len()
+            "{} {} not acknowledged (the others were):\n  {shown}",
+            count(failed, "record"),
+            if failed == 1 { "was" } else { "were" },
         );
     }
     Ok(())
+}
+
+/// What the records read before an input error became, for that error's message.
+fn stored_before_failure(acknowledged: u64, failed: usize) -> String {
+    let stored = match acknowledged {
+        0 => "no record before it was stored".to_string(),
+        1 => "1 record before it was acknowledged and stored".to_string(),
+        n => format!("{n} records before it were acknowledged and stored"),
+    };
+    match failed {
+        0 => stored,
+        n => format!("{stored}, {} failed", count(n as u64, "other")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_count_reads_as_a_sentence() {
+        assert_eq!(
+            stored_before_failure(3, 0),
+            "3 records before it were acknowledged and stored"
+        );
+        assert_eq!(
+            stored_before_failure(1, 0),
+            "1 record before it was acknowledged and stored"
+        );
+        assert_eq!(
+            stored_before_failure(0, 0),
+            "no record before it was stored"
+        );
+        assert_eq!(
+            stored_before_failure(2, 1),
+            "2 records before it were acknowledged and stored, 1 other failed"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! `switchyard serve`: load settings, set up logging, run the server until a signal.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -79,8 +80,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("invalid value for `log_level`: `{level}` is not a filter"))?;
+    // Colour codes only for a person at a terminal, not in a file or a log collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

@@ -7,7 +7,7 @@ use switchyard_client::Client;
 use switchyard_protocol::{FsyncPolicyWire, TopicConfigWire};
 use switchyard_server::units::{format_size, parse_duration, parse_size};
 
-use crate::output::{cell, print_json, table};
+use crate::output::{cell, count, print_json, print_line, table};
 
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {
@@ -46,7 +46,8 @@ pub struct CreateArgs {
     /// always | interval | never [default: interval].
     #[arg(long)]
     pub fsync: Option<String>,
-    /// Largest accepted record, e.g. `1MiB`.
+    /// Largest accepted record, e.g. `4MiB`; set here, at creation [default: the server's
+    /// max_record_bytes, 1 MiB]; plus 4 KiB it must fit the server's max_frame_bytes.
     #[arg(long)]
     pub max_record_bytes: Option<String>,
 }
@@ -57,11 +58,15 @@ impl CreateArgs {
         let retention_ms = match self.retention.as_deref() {
             None => None,
             Some("forever" | "none") => Some(u64::MAX),
-            Some(text) => Some(
-                parse_duration(text)
-                    .map_err(anyhow::Error::msg)?
-                    .as_millis() as u64,
-            ),
+            Some(text) => {
+                let retention = parse_duration(text).map_err(anyhow::Error::msg)?;
+                anyhow::ensure!(
+                    !retention.is_zero(),
+                    "--retention {text} would delete every record at once; use --retention \
+                     forever to keep records forever"
+                );
+                Some(retention.as_millis() as u64)
+            }
         };
         let fsync = self.fsync.as_deref().map(parse_fsync).transpose()?;
         let size = |text: &Option<String>| text.as_deref().map(parse_size).transpose();
@@ -100,7 +105,7 @@ pub async fn run(client: &Client, command: TopicCommand, json: bool) -> anyhow::
             if json {
                 print_json(&json!({ "created": args.name }));
             } else {
-                println!("created topic `{}`", args.name);
+                print_line(format_args!("created topic `{}`", args.name));
             }
         }
         TopicCommand::List => {
@@ -116,7 +121,7 @@ pub async fn run(client: &Client, command: TopicCommand, json: bool) -> anyhow::
                 for topic in topics {
                     out.add_row(vec![topic.name, topic.partitions.to_string()]);
                 }
-                println!("{out}");
+                print_line(out);
             }
         }
         TopicCommand::Describe { name } => describe(client, &name, json).await?,
@@ -125,7 +130,7 @@ pub async fn run(client: &Client, command: TopicCommand, json: bool) -> anyhow::
             if json {
                 print_json(&json!({ "deleted": name }));
             } else {
-                println!("deleted topic `{name}`");
+                print_line(format_args!("deleted topic `{name}`"));
             }
         }
         TopicCommand::AddPartitions { name, total } => {
@@ -133,7 +138,10 @@ pub async fn run(client: &Client, command: TopicCommand, json: bool) -> anyhow::
             if json {
                 print_json(&json!({ "topic": name, "partitions": total }));
             } else {
-                println!("topic `{name}` now has {total} partitions");
+                print_line(format_args!(
+                    "topic `{name}` now has {}",
+                    count(u64::from(total), "partition")
+                ));
             }
         }
     }
@@ -179,12 +187,13 @@ async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
         .retention_ms
         .filter(|ms| *ms != u64::MAX)
         .map(|ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string());
-    println!(
-        "topic `{}`: {} partitions, {records} records",
+    print_line(format_args!(
+        "topic `{}`: {}, {}",
         description.name,
-        description.partitions.len()
-    );
-    println!(
+        count(description.partitions.len() as u64, "partition"),
+        count(records, "record"),
+    ));
+    print_line(format_args!(
         "retention {} / {}, fsync {}, max record {}",
         retention.unwrap_or_else(|| "forever".into()),
         config
@@ -192,7 +201,7 @@ async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
             .map_or_else(|| "no size limit".into(), format_size),
         fsync.unwrap_or_else(|| "-".into()),
         cell(config.max_record_bytes.map(|b| format_size(u64::from(b)))),
-    );
+    ));
     let mut out = table(&[
         "partition",
         "start offset",
@@ -211,6 +220,6 @@ async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result<()>
             p.segments.to_string(),
         ]);
     }
-    println!("{out}");
+    print_line(out);
     Ok(())
 }

@@ -319,7 +319,7 @@ impl Client {
         self.call_empty(request).await
     }
 
-    async fn call_empty(&self, request: Request) -> Result<()> {
+    pub(crate) async fn call_empty(&self, request: Request) -> Result<()> {
         match self.connection.call(request).await? {
             Response::Empty => Ok(()),
             other => Err(self.unexpected(&other)),
@@ -328,7 +328,7 @@ impl Client {
 
     /// The connection already checks that a response answers its request's kind, so this
     /// only fires if the two disagree about which body a kind has.
-    fn unexpected(&self, response: &Response) -> ClientError {
+    pub(crate) fn unexpected(&self, response: &Response) -> ClientError {
         ClientError::Protocol {
             addr: self.connection.addr().to_string(),
             detail: format!("unexpected {} response", response.name()),

@@ -513,5 +513,15 @@ pub(crate) fn request_name(kind: RequestKind) -> &'static str {
         RequestKind::ListGroups => "ListGroups",
         RequestKind::DescribeGroup => "DescribeGroup",
         RequestKind::DeleteGroup => "DeleteGroup",
+        RequestKind::CreateQueue => "CreateQueue",
+        RequestKind::DeleteQueue => "DeleteQueue",
+        RequestKind::ListQueues => "ListQueues",
+        RequestKind::QueueStats => "QueueStats",
+        RequestKind::Send => "Send",
+        RequestKind::Receive => "Receive",
+        RequestKind::Ack => "Ack",
+        RequestKind::Nack => "Nack",
+        RequestKind::Extend => "Extend",
+        RequestKind::Redrive => "Redrive",
     }
 }

@@ -106,8 +106,9 @@ pub enum ClientError {
 
     /// A record is over the topic's `max_record_bytes`; it was not sent.
     #[error(
-        "record of {size} bytes is over the limit of {limit} bytes of topic `{topic}`; \
-         send a smaller record or raise the topic's max_record_bytes"
+        "record of {size} bytes is over the limit of {limit} bytes of topic `{topic}`; send a \
+         smaller record, or use a topic with a higher limit: it is set when the topic is \
+         created (`switchyard topic create NAME --max-record-bytes SIZE`)"
     )]
     RecordTooLarge {
         /// Topic the record was meant for.
@@ -119,7 +120,10 @@ pub enum ClientError {
     },
 
     /// A partition number is not below the topic's partition count.
-    #[error("topic `{topic}` has {partitions} partitions; partition {partition} does not exist")]
+    #[error(
+        "topic `{topic}` has {partitions} partition{}; partition {partition} does not exist",
+        if *.partitions == 1 { "" } else { "s" }
+    )]
     PartitionOutOfRange {
         /// Topic name.
         topic: String,

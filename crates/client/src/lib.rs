@@ -9,6 +9,9 @@
 //!   [`DeliveryReceipt`] per record.
 //! - [`consumer`]: [`Consumer`], a consumer-group member: heartbeats in the background,
 //!   follows the broker's assignment, fetches its partitions concurrently, commits positions.
+//! - [`queue`]: the queue calls on [`Client`] (send, receive, ack, nack, extend, ...).
+//! - [`queue_worker`]: [`QueueWorker`], a receive–handle–ack loop with bounded concurrency,
+//!   lease extension while a handler runs, and batched acks.
 //! - [`records`]: decoding fetched batches and encoding batches to produce.
 //! - [`types`]: named results of the calls that return more than a number.
 //! - [`error`]: [`ClientError`], the one error type.
@@ -27,12 +30,17 @@
 //!   no records from it.
 //! - A [`Consumer`] delivers at least once: records returned but not committed when it dies
 //!   are read again by the next owner of their partition.
+//! - Queues deliver at least once too: a [`QueueWorker`] whose handler outlives its lease
+//!   (say, a process paused longer than the visibility) may see the record handled again
+//!   elsewhere, and its late ack is refused with `LeaseExpired`.
 
 pub mod client;
 pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod producer;
+pub mod queue;
+pub mod queue_worker;
 pub mod records;
 pub mod types;
 
@@ -41,10 +49,16 @@ pub use connection::{ConnectOptions, Connection, ServerInfo};
 pub use consumer::{ConsumedRecord, Consumer, ConsumerOptions, StartPosition};
 pub use error::{ClientError, Result};
 pub use producer::{Delivery, DeliveryReceipt, Producer, ProducerOptions};
+pub use queue::{ReceiveOptions, SEND_BLOCK_ALLOWANCE};
+pub use queue_worker::{QueueWorker, WorkerOptions, WorkerReport};
 pub use records::{encode_batch, record_size, FetchResult};
 pub use types::{GroupAssignment, GroupDescription, JoinRequest, JoinedGroup, TopicDescription};
 
 pub use switchyard_log::{Record, RecordBuf};
+pub use switchyard_protocol::{
+    AckResultWire, DeliveryWire, ExpiryWire, OverflowWire, QueueConfigWire, QueueStatsWire,
+    SendRecordWire, SendResultWire, SendStatus,
+};
 pub use switchyard_protocol::{
     ErrorCode, GroupPartition, GroupSummary, MemberInfo, OffsetSpec, PartitionInfo,
     PartitionOffset, ResetPolicyWire, TopicConfigWire, TopicSummary,

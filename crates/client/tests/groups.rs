@@ -346,3 +346,53 @@ async fn member_rejoins_when_its_group_is_deleted() {
     assert_eq!(sorted(&again), sorted(&seen));
     consumer.close().await.expect("closes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_offset_past_a_partitions_end_starts_at_that_end() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("uneven", 2, TopicConfigWire::default())
+        .await
+        .expect("topic");
+    // Partition 0 holds offsets 0..5, partition 1 only 0..2.
+    let producer = Producer::new(client.clone(), "uneven", ProducerOptions::default())
+        .await
+        .expect("producer");
+    let batch = |partition: u32, count: usize| {
+        (0..count)
+            .map(|i| record("k", &format!("{partition}-{i}")))
+            .collect::<Vec<_>>()
+    };
+    producer.send_batch(0, batch(0, 5)).await.expect("sent");
+    producer.send_batch(1, batch(1, 2)).await.expect("sent");
+
+    let mut consumer = Consumer::join(
+        client.clone(),
+        ConsumerOptions {
+            start: StartPosition::Offset(3),
+            ..options("from-3", "uneven", "c")
+        },
+    )
+    .await
+    .expect("join");
+    let mut seen = Vec::new();
+    let deadline = Deadline::after(Duration::from_secs(20), "offsets 3 and 4 of partition 0");
+    while seen.len() < 2 {
+        deadline.check();
+        seen.extend(ids(&consumer.poll().await.expect("poll")));
+    }
+    // Partition 1 starts at its end (2), not back at its earliest record.
+    producer.send_batch(1, batch(1, 1)).await.expect("sent");
+    let deadline = Deadline::after(
+        Duration::from_secs(20),
+        "the record appended to partition 1",
+    );
+    while seen.len() < 3 {
+        deadline.check();
+        seen.extend(ids(&consumer.poll().await.expect("poll")));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, vec![(0, 3), (0, 4), (1, 2)]);
+    consumer.close().await.expect("close");
+}

@@ -21,8 +21,9 @@ pub enum BatchError {
     #[error("record {index} of the batch is malformed: {reason}")]
     MalformedRecord { index: u32, reason: &'static str },
     #[error(
-        "record {index} is {size} bytes, over the limit of {limit} bytes; \
-         raise the topic's max_record_bytes or send a smaller record"
+        "record {index} is {size} bytes, over the limit of {limit} bytes; send a smaller \
+         record, or use a topic with a higher limit: it is set when the topic is created \
+         (`switchyard topic create NAME --max-record-bytes SIZE`)"
     )]
     RecordTooLarge {
         index: u32,

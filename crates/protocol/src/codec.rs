@@ -45,6 +45,32 @@ impl Wire for u32 {
     }
 }
 
+impl Wire for String {
+    const MIN_LEN: usize = 2;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("list item", self)
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+        r.string("list item")
+    }
+}
+
+/// A record header: name and value.
+impl Wire for (String, Bytes) {
+    const MIN_LEN: usize = 2 + 4;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("header name", &self.0)?;
+        w.blob("header value", &self.1)
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, BodyError> {
+        Ok((r.string("header name")?, r.blob("header value")?))
+    }
+}
+
 /// Reads primitives from a received payload.
 pub(crate) struct Reader {
     buf: Bytes,
@@ -92,8 +118,6 @@ impl Reader {
         Ok(self.buf.get_i64())
     }
 
-    // No v1 field is a bool, but the encoding is part of the documented contract.
-    #[allow(dead_code)]
     pub(crate) fn bool(&mut self, field: &'static str) -> Result<bool, BodyError> {
         match self.u8(field)? {
             0 => Ok(false),
@@ -194,7 +218,6 @@ impl<'a> Writer<'a> {
         self.buf.put_i64(value);
     }
 
-    #[allow(dead_code)] // see `Reader::bool`
     pub(crate) fn bool(&mut self, value: bool) {
         self.buf.put_u8(u8::from(value));
     }

@@ -10,6 +10,8 @@
 //! - [`request`]: [`Request`], [`RequestKind`], [`encode_request`], [`decode_request`].
 //! - [`response`]: [`Response`], [`encode_response`], [`decode_response`].
 //! - [`types`]: structured values shared by bodies (topic config, offsets, group state).
+//! - [`queue_types`]: values of the queue requests (queue config, records to send,
+//!   deliveries, per-record and per-token results); `queue_request` (private) their bodies.
 //! - [`codes`]: [`ErrorCode`] (stable status values) and [`ErrorResponse`].
 //! - [`handshake`]: [`PROTOCOL_VERSION`] and [`negotiate_version`] for `Hello`.
 //! - [`error`]: [`FrameError`], [`DecodeError`], [`BodyError`], [`EncodeError`].
@@ -28,6 +30,8 @@ pub mod codes;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+mod queue_request;
+pub mod queue_types;
 pub mod request;
 pub mod response;
 pub mod types;
@@ -39,6 +43,10 @@ pub use frame::{
     RESPONSE_HEADER_LEN,
 };
 pub use handshake::{negotiate_version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+pub use queue_types::{
+    AckResultWire, DeliveryWire, ExpiryWire, OverflowWire, QueueConfigWire, QueueStatsWire,
+    SendRecordWire, SendResultWire, SendStatus,
+};
 pub use request::{decode_request, encode_request, Request, RequestKind};
 pub use response::{
     decode_response, encode_response, Response, ResponseResult, MAX_ERROR_MESSAGE_LEN,

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use crate::codec::{Reader, Wire, Writer};
 use crate::error::{BodyError, DecodeError, EncodeError};
 use crate::frame::{write_frame, REQUEST_HEADER_LEN};
+use crate::queue_types::{QueueConfigWire, SendRecordWire};
 use crate::types::{OffsetSpec, PartitionOffset, ResetPolicyWire, TopicConfigWire};
 
 /// The stable numeric identity of a request type. Values are never reused.
@@ -49,11 +50,31 @@ pub enum RequestKind {
     DescribeGroup = 16,
     /// Delete a consumer group and its commits.
     DeleteGroup = 17,
+    /// Create a queue (and its dead-letter queue).
+    CreateQueue = 18,
+    /// Delete a queue and its topic.
+    DeleteQueue = 19,
+    /// List all queues.
+    ListQueues = 20,
+    /// Depth, totals and settings of one queue.
+    QueueStats = 21,
+    /// Send records to a queue.
+    Send = 22,
+    /// Lease records of a queue, waiting for some when there are none.
+    Receive = 23,
+    /// Acknowledge deliveries: their records are done.
+    Ack = 24,
+    /// Give a delivery back, to be delivered again or dead-lettered.
+    Nack = 25,
+    /// Extend a delivery's lease.
+    Extend = 26,
+    /// Move dead letters back to the queue they came from.
+    Redrive = 27,
 }
 
 impl RequestKind {
     /// Every kind, in numeric order.
-    pub const ALL: [RequestKind; 17] = [
+    pub const ALL: [RequestKind; 27] = [
         RequestKind::Hello,
         RequestKind::CreateTopic,
         RequestKind::DeleteTopic,
@@ -71,12 +92,22 @@ impl RequestKind {
         RequestKind::ListGroups,
         RequestKind::DescribeGroup,
         RequestKind::DeleteGroup,
+        RequestKind::CreateQueue,
+        RequestKind::DeleteQueue,
+        RequestKind::ListQueues,
+        RequestKind::QueueStats,
+        RequestKind::Send,
+        RequestKind::Receive,
+        RequestKind::Ack,
+        RequestKind::Nack,
+        RequestKind::Extend,
+        RequestKind::Redrive,
     ];
 
     /// Maps a wire value to a kind; `None` for values this implementation does not know.
     pub fn from_u16(value: u16) -> Option<RequestKind> {
         match value {
-            1..=17 => Some(Self::ALL[usize::from(value) - 1]),
+            1..=27 => Some(Self::ALL[usize::from(value) - 1]),
             _ => None,
         }
     }
@@ -225,6 +256,89 @@ pub enum Request {
         /// Group name.
         group: String,
     },
+    /// Kind 18.
+    CreateQueue {
+        /// Queue name; also the name of its topic.
+        name: String,
+        /// Partitions of a new topic; 0 takes the server's default.
+        partitions: u32,
+        /// Settings; `None` fields take the defaults.
+        config: QueueConfigWire,
+    },
+    /// Kind 19.
+    DeleteQueue {
+        /// Queue name.
+        name: String,
+    },
+    /// Kind 20.
+    ListQueues,
+    /// Kind 21.
+    QueueStats {
+        /// Queue name.
+        name: String,
+    },
+    /// Kind 22.
+    Send {
+        /// Queue name.
+        queue: String,
+        /// Records, each answered with its own result.
+        records: Vec<SendRecordWire>,
+    },
+    /// Kind 23.
+    Receive {
+        /// Queue name.
+        queue: String,
+        /// Consumer name, for prefetch limits.
+        consumer: String,
+        /// Most records to lease.
+        max: u32,
+        /// How long to wait when no record is ready.
+        wait_ms: u32,
+        /// Lease length; `None` takes the queue's visibility.
+        visibility_ms: Option<u64>,
+        /// Most records the consumer may hold at once; 0 for no limit.
+        prefetch_records: u32,
+        /// Most payload bytes the consumer may hold at once; 0 for no limit.
+        prefetch_bytes: u64,
+    },
+    /// Kind 24.
+    Ack {
+        /// Queue name.
+        queue: String,
+        /// Lease tokens, each answered with its own result.
+        tokens: Vec<String>,
+    },
+    /// Kind 25.
+    Nack {
+        /// Queue name.
+        queue: String,
+        /// Lease token.
+        token: String,
+        /// Delay before the next delivery; `None` takes the queue's retry backoff.
+        delay_ms: Option<u64>,
+        /// Why processing failed; kept in the dead letter's headers.
+        error: Option<String>,
+    },
+    /// Kind 26.
+    Extend {
+        /// Queue name.
+        queue: String,
+        /// Lease token.
+        token: String,
+        /// New lease length, from now.
+        visibility_ms: u64,
+    },
+    /// Kind 27.
+    Redrive {
+        /// The dead-letter queue to move records out of.
+        dead_letter_queue: String,
+        /// Most records to move; 0 moves all.
+        max: u32,
+        /// Only records at or after this offset of the dead-letter queue.
+        from_offset: Option<u64>,
+        /// Only records before this offset of the dead-letter queue.
+        to_offset: Option<u64>,
+    },
 }
 
 impl Request {
@@ -248,6 +362,16 @@ impl Request {
             Request::ListGroups => RequestKind::ListGroups,
             Request::DescribeGroup { .. } => RequestKind::DescribeGroup,
             Request::DeleteGroup { .. } => RequestKind::DeleteGroup,
+            Request::CreateQueue { .. } => RequestKind::CreateQueue,
+            Request::DeleteQueue { .. } => RequestKind::DeleteQueue,
+            Request::ListQueues => RequestKind::ListQueues,
+            Request::QueueStats { .. } => RequestKind::QueueStats,
+            Request::Send { .. } => RequestKind::Send,
+            Request::Receive { .. } => RequestKind::Receive,
+            Request::Ack { .. } => RequestKind::Ack,
+            Request::Nack { .. } => RequestKind::Nack,
+            Request::Extend { .. } => RequestKind::Extend,
+            Request::Redrive { .. } => RequestKind::Redrive,
         }
     }
 
@@ -274,7 +398,7 @@ impl Request {
             Request::DeleteTopic { name } | Request::DescribeTopic { name } => {
                 w.string("topic name", name)?;
             }
-            Request::ListTopics | Request::ListGroups => {}
+            Request::ListTopics | Request::ListGroups | Request::ListQueues => {}
             Request::AddPartitions { name, total } => {
                 w.string("topic name", name)?;
                 w.u32(*total);
@@ -356,6 +480,15 @@ impl Request {
             | Request::DeleteGroup { group } => {
                 w.string("group", group)?;
             }
+            Request::CreateQueue { .. }
+            | Request::DeleteQueue { .. }
+            | Request::QueueStats { .. }
+            | Request::Send { .. }
+            | Request::Receive { .. }
+            | Request::Ack { .. }
+            | Request::Nack { .. }
+            | Request::Extend { .. }
+            | Request::Redrive { .. } => self.encode_queue_body(w)?,
         }
         Ok(())
     }
@@ -434,6 +567,16 @@ impl Request {
             RequestKind::DeleteGroup => Request::DeleteGroup {
                 group: r.string("group")?,
             },
+            RequestKind::ListQueues => Request::ListQueues,
+            RequestKind::CreateQueue
+            | RequestKind::DeleteQueue
+            | RequestKind::QueueStats
+            | RequestKind::Send
+            | RequestKind::Receive
+            | RequestKind::Ack
+            | RequestKind::Nack
+            | RequestKind::Extend
+            | RequestKind::Redrive => Request::decode_queue_body(kind, r)?,
         })
     }
 }
@@ -501,7 +644,7 @@ mod tests {
             assert_eq!(RequestKind::from_u16(kind.as_u16()), Some(*kind));
         }
         assert_eq!(RequestKind::from_u16(0), None);
-        assert_eq!(RequestKind::from_u16(18), None);
+        assert_eq!(RequestKind::from_u16(28), None);
     }
 
     #[test]

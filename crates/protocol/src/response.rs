@@ -12,6 +12,7 @@ use crate::codec::{Reader, Wire, Writer};
 use crate::codes::{ErrorCode, ErrorResponse};
 use crate::error::{BodyError, DecodeError, EncodeError};
 use crate::frame::{write_frame, RESPONSE_HEADER_LEN};
+use crate::queue_types::{AckResultWire, DeliveryWire, QueueStatsWire, SendResultWire};
 use crate::request::RequestKind;
 use crate::types::{
     GroupPartition, GroupSummary, MemberInfo, PartitionInfo, PartitionOffset, TopicConfigWire,
@@ -42,7 +43,7 @@ pub enum Response {
         max_frame: u32,
     },
     /// Answers `CreateTopic`, `DeleteTopic`, `AddPartitions`, `LeaveGroup`,
-    /// `CommitOffsets` and `DeleteGroup`.
+    /// `CommitOffsets`, `DeleteGroup`, `CreateQueue`, `DeleteQueue`, `Nack` and `Extend`.
     Empty,
     /// Answers `ListTopics`.
     Topics(Vec<TopicSummary>),
@@ -111,6 +112,21 @@ pub enum Response {
         /// Progress on every partition of the topic.
         partitions: Vec<GroupPartition>,
     },
+    /// Answers `ListQueues`: queue names, sorted.
+    Queues(Vec<String>),
+    /// Answers `QueueStats`; boxed, being many times larger than the other bodies.
+    QueueStats(Box<QueueStatsWire>),
+    /// Answers `Send`: one result per record, in order.
+    Sent(Vec<SendResultWire>),
+    /// Answers `Receive`: the leased records, possibly none.
+    Deliveries(Vec<DeliveryWire>),
+    /// Answers `Ack`: one result per token, in order.
+    AckResults(Vec<AckResultWire>),
+    /// Answers `Redrive`.
+    Redriven {
+        /// Dead letters moved back to their queue.
+        moved: u64,
+    },
 }
 
 impl Response {
@@ -127,6 +143,10 @@ impl Response {
                     | K::LeaveGroup
                     | K::CommitOffsets
                     | K::DeleteGroup
+                    | K::CreateQueue
+                    | K::DeleteQueue
+                    | K::Nack
+                    | K::Extend
             ),
             Response::Topics(_) => kind == K::ListTopics,
             Response::TopicDescription { .. } => kind == K::DescribeTopic,
@@ -138,6 +158,12 @@ impl Response {
             Response::CommittedOffsets(_) => kind == K::FetchOffsets,
             Response::Groups(_) => kind == K::ListGroups,
             Response::GroupDescription { .. } => kind == K::DescribeGroup,
+            Response::Queues(_) => kind == K::ListQueues,
+            Response::QueueStats(_) => kind == K::QueueStats,
+            Response::Sent(_) => kind == K::Send,
+            Response::Deliveries(_) => kind == K::Receive,
+            Response::AckResults(_) => kind == K::Ack,
+            Response::Redriven { .. } => kind == K::Redrive,
         }
     }
 
@@ -156,6 +182,12 @@ impl Response {
             Response::CommittedOffsets(_) => "CommittedOffsets",
             Response::Groups(_) => "Groups",
             Response::GroupDescription { .. } => "GroupDescription",
+            Response::Queues(_) => "Queues",
+            Response::QueueStats(_) => "QueueStats",
+            Response::Sent(_) => "Sent",
+            Response::Deliveries(_) => "Deliveries",
+            Response::AckResults(_) => "AckResults",
+            Response::Redriven { .. } => "Redriven",
         }
     }
 
@@ -231,6 +263,12 @@ impl Response {
                 w.list("members", members)?;
                 w.list("partitions", partitions)?;
             }
+            Response::Queues(names) => w.list("queues", names)?,
+            Response::QueueStats(stats) => stats.encode(w)?,
+            Response::Sent(results) => w.list("send results", results)?,
+            Response::Deliveries(deliveries) => w.list("deliveries", deliveries)?,
+            Response::AckResults(results) => w.list("ack results", results)?,
+            Response::Redriven { moved } => w.u64(*moved),
         }
         Ok(())
     }
@@ -248,7 +286,11 @@ impl Response {
             | K::AddPartitions
             | K::LeaveGroup
             | K::CommitOffsets
-            | K::DeleteGroup => Response::Empty,
+            | K::DeleteGroup
+            | K::CreateQueue
+            | K::DeleteQueue
+            | K::Nack
+            | K::Extend => Response::Empty,
             K::ListTopics => Response::Topics(r.list("topics")?),
             K::DescribeTopic => Response::TopicDescription {
                 name: r.string("topic name")?,
@@ -285,6 +327,14 @@ impl Response {
                 generation: r.u32("generation")?,
                 members: r.list("members")?,
                 partitions: r.list("partitions")?,
+            },
+            K::ListQueues => Response::Queues(r.list("queues")?),
+            K::QueueStats => Response::QueueStats(Box::new(QueueStatsWire::decode(r)?)),
+            K::Send => Response::Sent(r.list("send results")?),
+            K::Receive => Response::Deliveries(r.list("deliveries")?),
+            K::Ack => Response::AckResults(r.list("ack results")?),
+            K::Redrive => Response::Redriven {
+                moved: r.u64("moved")?,
             },
         })
     }
@@ -491,6 +541,12 @@ mod tests {
                 members: vec![],
                 partitions: vec![],
             },
+            Response::Queues(vec![]),
+            Response::QueueStats(Box::default()),
+            Response::Sent(vec![]),
+            Response::Deliveries(vec![]),
+            Response::AckResults(vec![]),
+            Response::Redriven { moved: 0 },
         ];
         for kind in RequestKind::ALL {
             let matching: Vec<_> = shapes.iter().filter(|s| s.answers(kind)).collect();

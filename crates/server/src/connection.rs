@@ -53,6 +53,7 @@ pub async fn serve(
     let writer_task = tokio::spawn(write_loop(writer, rx));
     let limits = Limits {
         max_fetch_bytes: settings.max_frame.saturating_sub(1024),
+        max_frame_bytes: settings.max_frame,
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut handshaken = false;

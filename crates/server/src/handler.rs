@@ -30,9 +30,14 @@ pub enum Outcome {
 pub struct Limits {
     /// Largest batch bytes a fetch may return; below the frame limit.
     pub max_fetch_bytes: u32,
+    /// The server's `max_frame_bytes`: a topic's records must fit in a frame.
+    pub max_frame_bytes: u32,
 }
 
-fn ready<T>(result: Result<T, BrokerError>, wrap: impl FnOnce(T) -> Response) -> Outcome {
+pub(crate) fn ready<T>(
+    result: Result<T, BrokerError>,
+    wrap: impl FnOnce(T) -> Response,
+) -> Outcome {
     Outcome::Ready(
         result
             .map(wrap)
@@ -40,8 +45,28 @@ fn ready<T>(result: Result<T, BrokerError>, wrap: impl FnOnce(T) -> Response) ->
     )
 }
 
+/// Refuses a topic whose largest record, with its request's overhead, would not fit in a
+/// frame of this server: the topic would accept what no produce could carry.
+fn check_fits_in_frame(
+    config: &switchyard_broker::TopicConfig,
+    max_frame_bytes: u32,
+) -> Result<(), BrokerError> {
+    let needed = u64::from(config.max_record_bytes) + crate::config::FRAME_OVERHEAD_BYTES;
+    if needed <= u64::from(max_frame_bytes) {
+        return Ok(());
+    }
+    Err(BrokerError::InvalidConfig(format!(
+        "max_record_bytes = {} does not fit in the server's max_frame_bytes = {max_frame_bytes} \
+         (a record needs {} bytes more for its request); use at most {} or start the server \
+         with a larger max_frame_bytes",
+        config.max_record_bytes,
+        crate::config::FRAME_OVERHEAD_BYTES,
+        u64::from(max_frame_bytes).saturating_sub(crate::config::FRAME_OVERHEAD_BYTES),
+    )))
+}
+
 /// Runs `work` on the blocking pool and answers with its result.
-fn blocking(
+pub(crate) fn blocking(
     broker: &Broker,
     work: impl FnOnce(&Broker) -> Result<Response, BrokerError> + Send + 'static,
 ) -> Outcome {
@@ -71,6 +96,7 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
             config,
         } => blocking(broker, move |broker| {
             let config = convert::topic_config(partitions, &config, &broker.topic_defaults());
+            check_fits_in_frame(&config, limits.max_frame_bytes)?;
             broker.create_topic(&name, config).map(|()| Response::Empty)
         }),
         Request::DeleteTopic { name } => blocking(broker, move |broker| {
@@ -193,6 +219,16 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
             ready(broker.describe_group(&group), convert::group_description)
         }
         Request::DeleteGroup { group } => ready(broker.delete_group(&group), |()| Response::Empty),
+        request @ (Request::CreateQueue { .. }
+        | Request::DeleteQueue { .. }
+        | Request::ListQueues
+        | Request::QueueStats { .. }
+        | Request::Send { .. }
+        | Request::Receive { .. }
+        | Request::Ack { .. }
+        | Request::Nack { .. }
+        | Request::Extend { .. }
+        | Request::Redrive { .. }) => crate::queue_handler::handle(broker, limits, request),
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`connection`]: one connection's read–answer–write loop and the handshake.
 //! - [`handler`]: what each request does, inline or as a waiting task.
 //! - [`convert`]: wire types ↔ broker types, broker errors → stable wire codes.
+//! - [`queue_handler`], [`queue_convert`]: the queue requests and their wire types.
 //! - [`config`]: settings from defaults, TOML file, `SWITCHYARD_*` and flags.
 //! - [`units`]: human durations and sizes in configuration.
 
@@ -11,6 +12,8 @@ pub mod config;
 pub mod connection;
 pub mod convert;
 pub mod handler;
+pub mod queue_convert;
+pub mod queue_handler;
 pub mod server;
 pub mod units;
 

@@ -9,6 +9,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|err| format!("`{text}` is not a duration ({err}); write e.g. 50ms, 30s, 7d"))
 }
 
+/// Parses a duration as [`parse_duration`] does, or a plain number as milliseconds (as
+/// configuration keys take it: `fsync_interval = 50`).
+pub fn parse_duration_or_ms(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if !trimmed.is_empty() && trimmed.bytes().all(|byte| byte.is_ascii_digit()) {
+        let millis: u64 = trimmed
+            .parse()
+            .map_err(|_| format!("`{text}` is too many milliseconds"))?;
+        return Ok(Duration::from_millis(millis));
+    }
+    parse_duration(text).map_err(|reason| format!("{reason}, or a number of milliseconds"))
+}
+
 /// Parses a size in bytes: a plain number, or a number with `B`, `KB`, `MB`, `GB`, `TB`
 /// (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024); case-insensitive.
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -69,5 +82,9 @@ mod tests {
         assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
         assert!(parse_duration("soon").is_err());
         assert_eq!(format_size(1536), "1.5 KiB");
+        assert_eq!(parse_duration_or_ms("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration_or_ms("2s"), Ok(Duration::from_secs(2)));
+        let err = parse_duration_or_ms("soon").expect_err("not a duration");
+        assert!(err.ends_with("or a number of milliseconds"), "{err}");
     }
 }

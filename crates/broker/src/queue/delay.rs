@@ -24,6 +24,9 @@ pub const HORIZON_MS: i64 = 60_000;
 /// Width of one bucket file in due time.
 pub const BUCKET_MS: i64 = 60_000;
 
+/// The records of one bucket file, and the bucket's start.
+pub type DueBucket = (i64, Vec<(Pos, RecordMeta)>);
+
 #[derive(Debug, Default, Clone)]
 struct Bucket {
     count: u64,
@@ -89,7 +92,7 @@ impl DelayStore {
 
     /// Reads and forgets the buckets that start within the horizon of `now`. The caller
     /// admits the records, makes its journal durable, then calls [`DelayStore::remove`].
-    pub fn take_due(&mut self, now: i64) -> Result<Vec<(i64, Vec<(Pos, RecordMeta)>)>> {
+    pub fn take_due(&mut self, now: i64) -> Result<Vec<DueBucket>> {
         let due: Vec<i64> = self
             .buckets
             .range(..=now.saturating_add(HORIZON_MS))

@@ -301,7 +301,10 @@ impl QueueState {
                         self.schedule(pos, when, now);
                     }
                 }
-                (TIMER_LEASE, Stage::Leased(lease)) if lease.nonce == nonce => {
+                // An extended lease left its earlier timer behind: only the current one counts.
+                (TIMER_LEASE, Stage::Leased(lease))
+                    if lease.nonce == nonce && lease.deadline_ms == when =>
+                {
                     if let Some(dead) = self.release(pos, None, None, now) {
                         doomed.push(dead);
                     }
@@ -817,6 +820,22 @@ mod tests {
         );
         let doomed = state.tick(50);
         assert_eq!(doomed[0].cause, DeathCause::Expired);
+    }
+
+    #[test]
+    fn an_extended_lease_outlives_its_first_deadline() {
+        let mut state = queue(QueueConfig::default());
+        state.admit((0, 0), meta(0, None), 0, 0);
+        let lent = state.lease("a", 1, 100, Prefetch::default(), 0).remove(0);
+        state.extend(&lent.token, 1_000, 50).expect("extend");
+        assert!(state.tick(100).is_empty());
+        assert!(
+            state
+                .lease("b", 1, 100, Prefetch::default(), 100)
+                .is_empty(),
+            "the first deadline must not release an extended lease"
+        );
+        assert_eq!(state.ack(&lent.token, 900), Ok((0, 0)));
     }
 
     #[test]

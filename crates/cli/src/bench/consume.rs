@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use switchyard_client::Client;
+use switchyard_client::{Client, ErrorCode};
 
 use super::report::{latency_histogram, Report};
-use super::{progress, BenchArgs, Limit};
+use super::{progress, ConsumeArgs, Limit};
 
 /// Bytes asked for per fetch: large enough that a request carries thousands of small records.
 const FETCH_BYTES: u32 = 4 << 20;
@@ -20,9 +20,16 @@ struct Shared {
     latency: Mutex<hdrhistogram::Histogram<u64>>,
 }
 
-pub async fn run(client: &Client, server: &str, args: &BenchArgs) -> anyhow::Result<Report> {
-    let limit = args.limit()?;
-    let description = client.describe_topic(&args.topic).await?;
+pub async fn run(client: &Client, server: &str, args: &ConsumeArgs) -> anyhow::Result<Report> {
+    let limit = args.limit.limit()?;
+    let description = match client.describe_topic(&args.topic).await {
+        Err(err) if err.code() == Some(ErrorCode::UnknownTopic) => anyhow::bail!(
+            "topic `{0}` does not exist; bench consume reads an existing topic: fill one first \
+             with `switchyard bench produce --topic {0}`",
+            args.topic
+        ),
+        described => described?,
+    };
     let available: u64 = description
         .partitions
         .iter()

@@ -12,16 +12,17 @@ use switchyard_client::Client;
 use switchyard_log::{BatchBuilder, RecordBuf};
 
 use super::report::{latency_histogram, Report};
-use super::{BenchArgs, Limit};
+use super::{EndToEndArgs, Limit};
 
 /// Rate used when `--rate` is not given: the rate at which the latency target is set.
-const DEFAULT_RATE: u64 = 10_000;
+pub const DEFAULT_RATE: u64 = 10_000;
 /// How long the consumer waits for stragglers after the producer is done.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(client: &Client, server: &str, args: &BenchArgs) -> anyhow::Result<Report> {
-    let limit = args.limit()?;
-    let rate = args.rate.unwrap_or(DEFAULT_RATE) as f64;
+pub async fn run(client: &Client, server: &str, args: &EndToEndArgs) -> anyhow::Result<Report> {
+    let limit = args.limit.limit()?;
+    let rate = args.rate as f64;
+    let args = &args.write;
     anyhow::ensure!(
         args.size >= 8,
         "--size must be at least 8 bytes for end-to-end timing"

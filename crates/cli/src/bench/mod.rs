@@ -9,6 +9,7 @@
 mod consume;
 mod end_to_end;
 mod produce;
+mod queue;
 mod report;
 
 use std::time::Duration;
@@ -22,17 +23,32 @@ use switchyard_server::units::parse_duration;
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Produce records as fast as possible (or at --rate).
-    Produce(BenchArgs),
-    /// Read a topic from the beginning as fast as possible.
-    Consume(BenchArgs),
-    /// Produce at --rate and consume at once; latency is produce → consume.
-    EndToEnd(BenchArgs),
+    Produce(ProduceArgs),
+    /// Read a topic from its start as fast as the broker serves it.
+    Consume(ConsumeArgs),
+    /// Produce at --rate (10,000 records/s unless given) and consume at once; latency is
+    /// produce → consume.
+    EndToEnd(EndToEndArgs),
+    /// Send to a queue as fast as confirms allow while competing consumers receive and ack;
+    /// latency is send → ack.
+    Queue(queue::QueueArgs),
 }
 
-/// Settings shared by every benchmark.
+/// How long a benchmark runs: a count of records or a duration.
 #[derive(Debug, Args, Clone)]
-pub struct BenchArgs {
-    /// Topic to use; created when missing.
+pub struct LimitArgs {
+    /// Records in all [default: 1000000].
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// How long to run instead of a count, e.g. `10s`.
+    #[arg(long)]
+    pub duration: Option<String>,
+}
+
+/// The topic a benchmark writes, and what it writes there.
+#[derive(Debug, Args, Clone)]
+pub struct WriteArgs {
+    /// Topic to write; created when missing.
     #[arg(long, default_value = "bench")]
     pub topic: String,
     /// Value size of each record in bytes.
@@ -41,30 +57,55 @@ pub struct BenchArgs {
     /// Records per produce request.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
-    /// Producer connections.
-    #[arg(long, default_value_t = 1)]
-    pub producers: usize,
-    /// Consumer connections.
-    #[arg(long, default_value_t = 1)]
-    pub consumers: usize,
     /// Partitions of the topic when it is created.
     #[arg(long, default_value_t = 1)]
     pub partitions: u32,
-    /// Records to produce (or consume) in all.
-    #[arg(long)]
-    pub count: Option<u64>,
-    /// How long to run instead of a count, e.g. `10s`.
-    #[arg(long)]
-    pub duration: Option<String>,
-    /// Records per second in all; unlimited when absent.
-    #[arg(long)]
-    pub rate: Option<u64>,
     /// Fsync policy of the topic when it is created: always, interval or never.
     #[arg(long)]
     pub fsync: Option<String>,
+}
+
+/// Settings of `bench produce`.
+#[derive(Debug, Args, Clone)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub write: WriteArgs,
+    #[command(flatten)]
+    pub limit: LimitArgs,
+    /// Records per second in all [default: unlimited].
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Producer connections.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
     /// Produce requests each producer keeps in flight.
     #[arg(long, default_value_t = 8)]
     pub in_flight: usize,
+}
+
+/// Settings of `bench consume`.
+#[derive(Debug, Args, Clone)]
+pub struct ConsumeArgs {
+    /// Topic to read; it must exist and hold records (fill it with `bench produce`).
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    #[command(flatten)]
+    pub limit: LimitArgs,
+    /// Consumer connections.
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+}
+
+/// Settings of `bench end-to-end`.
+#[derive(Debug, Args, Clone)]
+pub struct EndToEndArgs {
+    #[command(flatten)]
+    pub write: WriteArgs,
+    #[command(flatten)]
+    pub limit: LimitArgs,
+    /// Records per second in all; the default is the rate the latency target is set at.
+    #[arg(long, default_value_t = end_to_end::DEFAULT_RATE)]
+    pub rate: u64,
 }
 
 /// When a benchmark stops.
@@ -74,7 +115,7 @@ pub enum Limit {
     Duration(Duration),
 }
 
-impl BenchArgs {
+impl LimitArgs {
     pub fn limit(&self) -> anyhow::Result<Limit> {
         match (&self.count, &self.duration) {
             (Some(_), Some(_)) => anyhow::bail!("give --count or --duration, not both"),
@@ -85,13 +126,36 @@ impl BenchArgs {
             (None, None) => Ok(Limit::Count(1_000_000)),
         }
     }
+}
 
+impl WriteArgs {
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.batch >= 1, "--batch must be at least 1");
+        Ok(())
+    }
+}
+
+impl ProduceArgs {
+    fn validate(&self) -> anyhow::Result<()> {
+        self.write.validate()?;
         anyhow::ensure!(self.producers >= 1, "--producers must be at least 1");
-        anyhow::ensure!(self.consumers >= 1, "--consumers must be at least 1");
         anyhow::ensure!(self.in_flight >= 1, "--in-flight must be at least 1");
         anyhow::ensure!(self.rate != Some(0), "--rate must be at least 1");
+        Ok(())
+    }
+}
+
+impl ConsumeArgs {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.consumers >= 1, "--consumers must be at least 1");
+        Ok(())
+    }
+}
+
+impl EndToEndArgs {
+    fn validate(&self) -> anyhow::Result<()> {
+        self.write.validate()?;
+        anyhow::ensure!(self.rate >= 1, "--rate must be at least 1");
         Ok(())
     }
 }
@@ -103,9 +167,10 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     let report = match command {
+        BenchCommand::Queue(args) => return queue::run(client, server, &args, json).await,
         BenchCommand::Produce(args) => {
             args.validate()?;
-            ensure_topic(client, &args).await?;
+            ensure_topic(client, &args.write).await?;
             produce::run(server, &args).await?
         }
         BenchCommand::Consume(args) => {
@@ -114,7 +179,7 @@ pub async fn run(
         }
         BenchCommand::EndToEnd(args) => {
             args.validate()?;
-            ensure_topic(client, &args).await?;
+            ensure_topic(client, &args.write).await?;
             end_to_end::run(client, server, &args).await?
         }
     };
@@ -123,7 +188,7 @@ pub async fn run(
 }
 
 /// Creates the benchmark topic unless it exists.
-async fn ensure_topic(client: &Client, args: &BenchArgs) -> anyhow::Result<()> {
+async fn ensure_topic(client: &Client, args: &WriteArgs) -> anyhow::Result<()> {
     let topics = client.list_topics().await?;
     if topics.iter().any(|topic| topic.name == args.topic) {
         return Ok(());

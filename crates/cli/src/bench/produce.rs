@@ -11,7 +11,7 @@ use switchyard_log::{BatchBuilder, RecordBuf};
 use tokio::sync::Semaphore;
 
 use super::report::{latency_histogram, Report};
-use super::{progress, BenchArgs, Limit};
+use super::{progress, Limit, ProduceArgs};
 
 /// Builds a batch of `count` records of `size` bytes each.
 pub fn build_batch(count: usize, size: usize) -> Bytes {
@@ -38,10 +38,14 @@ struct Shared {
     failure: Mutex<Option<String>>,
 }
 
-pub async fn run(server: &str, args: &BenchArgs) -> anyhow::Result<Report> {
-    let limit = args.limit()?;
+pub async fn run(server: &str, args: &ProduceArgs) -> anyhow::Result<Report> {
+    let limit = args.limit.limit()?;
     let probe = Client::connect(server).await?;
-    let partitions = probe.describe_topic(&args.topic).await?.partitions.len() as u32;
+    let partitions = probe
+        .describe_topic(&args.write.topic)
+        .await?
+        .partitions
+        .len() as u32;
     let shared = Arc::new(Shared {
         remaining: AtomicU64::new(match limit {
             Limit::Count(count) => count,
@@ -51,7 +55,7 @@ pub async fn run(server: &str, args: &BenchArgs) -> anyhow::Result<Report> {
         latency: Mutex::new(latency_histogram()),
         failure: Mutex::new(None),
     });
-    let full_batch = build_batch(args.batch, args.size);
+    let full_batch = build_batch(args.write.batch, args.write.size);
     let bar = progress(match limit {
         Limit::Count(count) => Some(count),
         Limit::Duration(_) => None,
@@ -88,7 +92,7 @@ pub async fn run(server: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     Ok(Report {
         name: "produce",
         records,
-        bytes: records * args.size as u64,
+        bytes: records * args.write.size as u64,
         elapsed,
         latency,
         latency_of: "produce request → acknowledgement",
@@ -100,7 +104,7 @@ async fn produce_loop(
     client: Client,
     index: usize,
     partitions: u32,
-    args: BenchArgs,
+    args: ProduceArgs,
     full_batch: Bytes,
     shared: Arc<Shared>,
     start: Instant,
@@ -118,7 +122,7 @@ async fn produce_loop(
             break;
         }
         // Claim the next batch's worth of records.
-        let want = args.batch as u64;
+        let want = args.write.batch as u64;
         let claimed = shared
             .remaining
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
@@ -132,7 +136,7 @@ async fn produce_loop(
         let batch = if claimed == want {
             full_batch.clone()
         } else {
-            build_batch(claimed as usize, args.size)
+            build_batch(claimed as usize, args.write.size)
         };
         // Pace by when this batch is due, and measure latency from then.
         let due = match per_producer_rate {
@@ -149,7 +153,7 @@ async fn produce_loop(
         };
         let client = client.clone();
         let shared = Arc::clone(&shared);
-        let topic = args.topic.clone();
+        let topic = args.write.topic.clone();
         let bar = bar.clone();
         tokio::spawn(async move {
             let result = client.produce(&topic, partition, batch).await;

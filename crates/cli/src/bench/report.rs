@@ -5,6 +5,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
+use crate::output::{count, print_line};
+
 /// Throughput and latency of one run.
 #[derive(Debug)]
 pub struct Report {
@@ -48,18 +50,18 @@ impl Report {
                     "p999": quantile(0.999), "max": self.latency.max(),
                 },
             });
-            println!("{value}");
+            print_line(value);
             return;
         }
-        println!(
-            "{}: {} records in {:.2} s: {:.0} records/s, {:.1} MB/s",
+        print_line(format_args!(
+            "{}: {} in {:.2} s: {:.0} records/s, {:.1} MB/s",
             self.name,
-            self.records,
+            count(self.records, "record"),
             self.elapsed.as_secs_f64(),
             self.records_per_sec(),
             self.mb_per_sec()
-        );
-        println!(
+        ));
+        print_line(format_args!(
             "latency ({}) µs: p50 {} p90 {} p99 {} p99.9 {} max {}",
             self.latency_of,
             quantile(0.50),
@@ -67,6 +69,6 @@ impl Report {
             quantile(0.99),
             quantile(0.999),
             self.latency.max()
-        );
+        ));
     }
 }

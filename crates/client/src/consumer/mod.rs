@@ -53,7 +53,7 @@ pub enum StartPosition {
     Earliest,
     /// Only records appended from now on.
     Latest,
-    /// A given offset.
+    /// A given offset, in every partition; where a partition ends below it, its end.
     Offset(u64),
     /// The first record stamped at or after this many milliseconds since the Unix epoch.
     Timestamp(i64),
@@ -277,7 +277,7 @@ impl Consumer {
                 let commit = committed.get(&partition).copied();
                 let offset = match commit {
                     Some(offset) => offset,
-                    None => self.resolve(partition, self.start).await?,
+                    None => self.resolve_start(partition).await?,
                 };
                 self.positions.insert(partition, offset, commit);
             }
@@ -443,6 +443,26 @@ impl Consumer {
             .into_iter()
             .map(|commit| (commit.partition, commit.offset))
             .collect())
+    }
+
+    /// Where a partition without a commit starts. An offset given as the start applies to
+    /// every partition; in one whose end is below it, reading starts at the end (the next
+    /// record appended), not back at the earliest record as a fetch out of range would.
+    async fn resolve_start(&self, partition: u32) -> Result<u64> {
+        let StartPosition::Offset(offset) = self.start else {
+            return self.resolve(partition, self.start).await;
+        };
+        let end = self.resolve(partition, StartPosition::Latest).await?;
+        if offset > end {
+            tracing::debug!(
+                topic = %self.context.topic,
+                partition,
+                offset,
+                end,
+                "start offset is past the end; starting at the end"
+            );
+        }
+        Ok(offset.min(end))
     }
 
     /// The offset a start position stands for in `partition`.

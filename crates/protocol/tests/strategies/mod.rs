@@ -9,6 +9,8 @@ use proptest::option;
 use proptest::prelude::*;
 use switchyard_protocol::*;
 
+mod queue;
+
 pub fn text() -> impl Strategy<Value = String> {
     "\\PC{0,24}"
 }
@@ -73,7 +75,12 @@ pub fn partition_offsets() -> impl Strategy<Value = Vec<PartitionOffset>> {
     )
 }
 
+/// Any request, stream and queue kinds weighted by how many kinds each has.
 pub fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![17 => stream_request(), 10 => queue::queue_request()]
+}
+
+fn stream_request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (any::<u16>(), any::<u16>(), text()).prop_map(|(min_version, max_version, name)| {
             Request::Hello {
@@ -251,6 +258,10 @@ const EMPTY_KINDS: [RequestKind; 6] = [
 
 /// A success body together with a request kind it answers.
 pub fn ok_response() -> impl Strategy<Value = (RequestKind, Response)> {
+    prop_oneof![12 => stream_ok_response(), 7 => queue::queue_ok_response()]
+}
+
+fn stream_ok_response() -> impl Strategy<Value = (RequestKind, Response)> {
     use RequestKind as K;
     prop_oneof![
         (any::<u16>(), text(), any::<u32>()).prop_map(|(version, server_name, max_frame)| {
