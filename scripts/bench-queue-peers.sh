@@ -188,8 +188,8 @@ rabbit, jet = rows[0], rows[1]
 for label, row in zip(labels[2:], rows[2:]):
     rate = lambda r: r["records_per_sec"]
     p50 = lambda r: r["latency_us"]["p50"]
-    print(f"{label:27} / rabbitmq: {rate(row) / rate(rabbit):6.2f}x records/s, {p50(row) / p50(rabbit):6.2f}x p50;"
-          f"  / jetstream: {rate(row) / rate(jet):6.2f}x records/s, {p50(row) / p50(jet):6.2f}x p50")
+    print(f"{label:27} / rabbitmq: {rate(row) / rate(rabbit):6.2f}x records/s, {p50(row) / p50(rabbit):6.2f}x p50 latency;"
+          f"  / jetstream: {rate(row) / rate(jet):6.2f}x records/s, {p50(row) / p50(jet):6.2f}x p50 latency")
 PY
 echo "## commands"
 printf '%s\n' "${commands[@]}"

@@ -306,7 +306,7 @@ fn produce_reports_records_over_the_limit_and_keeps_the_rest() {
     assert_fails(
         &produced,
         &[
-            "1 records were not acknowledged",
+            "1 record was not acknowledged",
             "line 2",
             "limit of 1024 bytes",
             "`small`",
