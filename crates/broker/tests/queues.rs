@@ -470,3 +470,63 @@ fn redrive_into_a_full_queue_keeps_the_dead_letters() {
     let dlq = broker.queue_stats("q.dlq").expect("stats");
     assert_eq!((dlq.ready, dlq.dropped_total), (1, 0), "{dlq:?}");
 }
+
+#[test]
+fn retention_keeps_unacked_records_unless_told_otherwise_and_then_counts_the_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(T0));
+    let broker = open(dir.path(), &clock);
+    let small = TopicConfig {
+        segment_bytes: 1024,
+        retention_bytes: Some(1024),
+        max_record_bytes: 512,
+        ..TopicConfig::default()
+    };
+    let payload = |i: usize| text(&format!("{i:0>100}"));
+    for (name, protect) in [("kept", true), ("lossy", false)] {
+        let config = QueueConfig {
+            protect_from_retention: protect,
+            ..QueueConfig::default()
+        };
+        broker
+            .create_queue(name, small.clone(), config)
+            .expect("create");
+        for i in 0..60 {
+            broker.send(name, vec![payload(i)]).expect("send");
+        }
+    }
+    broker.enforce_retention().expect("retention");
+    let kept = broker.describe_topic("kept").expect("describe");
+    assert_eq!(
+        kept.partitions[0].start_offset, 0,
+        "unacked records pin their segments"
+    );
+    let lossy = broker.describe_topic("lossy").expect("describe");
+    assert!(
+        lossy.partitions[0].start_offset > 0,
+        "retention ran on the unprotected queue"
+    );
+    let mut received = 0;
+    loop {
+        let got = broker
+            .receive("lossy", "a", 100, None, NONE)
+            .expect("receive");
+        if got.is_empty() {
+            break;
+        }
+        received += got.len() as u64;
+        broker
+            .ack(
+                "lossy",
+                &got.into_iter().map(|d| d.token).collect::<Vec<_>>(),
+            )
+            .expect("ack");
+    }
+    let stats = broker.queue_stats("lossy").expect("stats");
+    assert_eq!(
+        stats.lost_total + received,
+        60,
+        "every record is either delivered or counted lost"
+    );
+    assert!(stats.lost_total > 0);
+}
