@@ -23,6 +23,7 @@ pub mod maintenance;
 pub mod names;
 pub mod queue;
 mod queues;
+pub mod route;
 pub mod syncer;
 pub mod topic;
 pub mod topic_config;
