@@ -16,6 +16,7 @@
 pub mod broker;
 pub mod clock;
 mod data;
+mod dead_letters;
 pub mod error;
 pub mod group;
 mod groups;

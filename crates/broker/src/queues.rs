@@ -19,14 +19,12 @@ use crate::queue::journal::Event;
 use crate::queue::service::{
     self, Queue, HEADER_DEDUP, HEADER_DUE, HEADER_EXPIRES, HEADER_PRIORITY,
 };
-use crate::queue::state::{Completion, DeathCause, Doomed, Pos, Prefetch, TokenError};
+use crate::queue::state::{Completion, Pos, Prefetch, TokenError};
 use crate::topic::Topic;
 use crate::topic_config::TopicConfig;
 
 /// Header prefix reserved for the broker's own headers on queue records.
 pub const RESERVED_PREFIX: &str = "sy-";
-/// How long a dead letter that its dead-letter queue refused (full) waits before a retry.
-const DEAD_LETTER_RETRY_MS: u64 = 1_000;
 
 /// A record to send to a queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -187,7 +185,11 @@ impl Broker {
     }
 
     /// `send` for the broker's own records, which may carry reserved headers.
-    fn send_unchecked(&self, queue: &str, records: Vec<SendRecord>) -> Result<Vec<SendOutcome>> {
+    pub(crate) fn send_unchecked(
+        &self,
+        queue: &str,
+        records: Vec<SendRecord>,
+    ) -> Result<Vec<SendOutcome>> {
         self.check_running()?;
         let queue = self.queue(queue)?;
         let now = self.now_ms();
@@ -316,7 +318,7 @@ impl Broker {
         self.receive_where(queue, consumer, max, visibility_ms, prefetch, |_| true)
     }
 
-    fn receive_where(
+    pub(crate) fn receive_where(
         &self,
         queue: &str,
         consumer: &str,
@@ -478,62 +480,6 @@ impl Broker {
         }
     }
 
-    /// Moves dead letters back to the queue they came from, each as a new record with a
-    /// fresh delivery count. `range` limits it to those offsets of the dead-letter queue.
-    pub fn redrive(&self, dead_letter: &str, max: usize, range: Option<(u64, u64)>) -> Result<u64> {
-        let in_range = |pos: Pos| range.is_none_or(|(from, to)| pos.1 >= from && pos.1 < to);
-        let deliveries = self.receive_where(
-            dead_letter,
-            "redrive",
-            max,
-            None,
-            Prefetch::default(),
-            in_range,
-        )?;
-        let mut moved = 0;
-        for delivery in deliveries {
-            let header = |name: &str| {
-                delivery
-                    .record
-                    .headers
-                    .iter()
-                    .find(|(h, _)| h == name)
-                    .map(|(_, v)| v.clone())
-            };
-            let source = header(DLQ_SOURCE)
-                .and_then(|value| String::from_utf8(value.to_vec()).ok())
-                .ok_or_else(|| {
-                    BrokerError::InvalidConfig(format!(
-                        "record at offset {} of `{dead_letter}` has no {DLQ_SOURCE} header",
-                        delivery.record.offset
-                    ))
-                })?;
-            let record = SendRecord {
-                key: delivery.record.key.clone(),
-                value: delivery.record.value.clone(),
-                headers: delivery
-                    .record
-                    .headers
-                    .iter()
-                    .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX))
-                    .cloned()
-                    .collect(),
-                delay_ms: Some(0),
-                ..SendRecord::default()
-            };
-            match self.send(&source, vec![record])?.first() {
-                Some(SendOutcome::Stored(_) | SendOutcome::Duplicate(_)) => {
-                    self.ack(dead_letter, std::slice::from_ref(&delivery.token))?;
-                    moved += 1;
-                }
-                _ => {
-                    self.nack(dead_letter, &delivery.token, Some(0), None)?;
-                }
-            }
-        }
-        Ok(moved)
-    }
-
     /// Fires a queue's due timers and buries the records that died.
     pub(crate) fn tick_queue(&self, queue: &Arc<Queue>) -> Result<()> {
         let now = self.now_ms();
@@ -600,99 +546,6 @@ impl Broker {
             })
             .min()
             .unwrap_or(u64::MAX)
-    }
-
-    /// Moves dying records to their dead-letter queue (or drops them), outside the source
-    /// queue's lock, then marks them done.
-    fn bury(&self, queue: &Arc<Queue>, doomed: Vec<Doomed>) -> Result<()> {
-        let now = self.now_ms();
-        let (records, dead_letter) = {
-            let mut inner = queue.inner.lock();
-            let positions: Vec<Pos> = doomed.iter().map(|dead| dead.pos).collect();
-            let records = queue.records(&mut inner, &positions)?;
-            (records, inner.state.config().dead_letter.clone())
-        };
-        let by_offset: BTreeMap<Pos, Record> = doomed
-            .iter()
-            .map(|d| d.pos)
-            .zip(records)
-            .filter_map(|(pos, record)| Some((pos, record?)))
-            .collect();
-        for dead in doomed {
-            let how = match (dead.drop, dead.cause) {
-                (true, DeathCause::Expired) => Completion::Expired,
-                (true, DeathCause::MaxDeliveries) => Completion::Dropped,
-                (false, _) if by_offset.contains_key(&dead.pos) => Completion::DeadLettered,
-                // Retention took the record before it could be dead-lettered.
-                (false, _) => Completion::Dropped,
-            };
-            if let (false, Some(dlq), Some(record)) =
-                (dead.drop, &dead_letter, by_offset.get(&dead.pos))
-            {
-                let letter = dead_letter_record(&queue.name, &dead, record, now);
-                let stored = self.send_unchecked(dlq, vec![letter]);
-                if !matches!(
-                    stored.as_deref(),
-                    Ok([SendOutcome::Stored(_) | SendOutcome::Duplicate(_)])
-                ) {
-                    tracing::warn!(queue = %queue.name, dead_letter = %dlq, "dead-letter queue refused a record; retrying later");
-                    queue
-                        .inner
-                        .lock()
-                        .state
-                        .retry_later(dead.pos, DEAD_LETTER_RETRY_MS, now);
-                    continue;
-                }
-            }
-            let mut inner = queue.inner.lock();
-            inner.state.complete(dead.pos, how, now);
-            inner.cache.remove(&dead.pos);
-            inner.journal.push(&Event::Done { pos: dead.pos, how });
-            queue.persist(&mut inner)?;
-        }
-        queue.room.notify_waiters();
-        queue.ready.notify_waiters();
-        Ok(())
-    }
-}
-
-/// Header naming the queue a dead letter came from.
-pub const DLQ_SOURCE: &str = "sy-dlq-source";
-/// Headers that tell where and why a record died.
-pub const DLQ_PARTITION: &str = "sy-dlq-partition";
-pub const DLQ_OFFSET: &str = "sy-dlq-offset";
-pub const DLQ_DELIVERIES: &str = "sy-dlq-deliveries";
-pub const DLQ_ERROR: &str = "sy-dlq-error";
-pub const DLQ_CAUSE: &str = "sy-dlq-cause";
-pub const DLQ_AT: &str = "sy-dlq-at-ms";
-
-fn dead_letter_record(queue: &str, dead: &Doomed, record: &Record, now: i64) -> SendRecord {
-    let text = |value: String| Bytes::from(value.into_bytes());
-    let mut headers: Vec<Header> = record
-        .headers
-        .iter()
-        .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX))
-        .cloned()
-        .collect();
-    headers.push((DLQ_SOURCE.into(), text(queue.to_string())));
-    headers.push((DLQ_PARTITION.into(), text(dead.pos.0.to_string())));
-    headers.push((DLQ_OFFSET.into(), text(dead.pos.1.to_string())));
-    headers.push((DLQ_DELIVERIES.into(), text(dead.deliveries.to_string())));
-    let cause = match dead.cause {
-        DeathCause::MaxDeliveries => "max-deliveries",
-        DeathCause::Expired => "expired",
-    };
-    headers.push((DLQ_CAUSE.into(), text(cause.to_string())));
-    if let Some(error) = &dead.last_error {
-        headers.push((DLQ_ERROR.into(), text(error.clone())));
-    }
-    headers.push((DLQ_AT.into(), text(now.to_string())));
-    SendRecord {
-        key: record.key.clone(),
-        value: record.value.clone(),
-        headers,
-        delay_ms: Some(0),
-        ..SendRecord::default()
     }
 }
 
