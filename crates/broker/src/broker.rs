@@ -137,8 +137,9 @@ impl Broker {
             .iter()
             .map(|(name, record)| {
                 let partitions = topics.get(&record.topic).map_or(0, |t| t.partition_count());
-                let group =
+                let mut group =
                     Group::new(name.clone(), record.topic.clone(), record.reset, partitions);
+                group.exclusive = record.exclusive;
                 (name.clone(), group)
             })
             .collect();

@@ -83,7 +83,7 @@ impl Broker {
                 });
             }
         } else {
-            store.create_group(group, topic, reset)?;
+            store.create_group(group, topic, reset, false)?;
             let created = Group::new(group.to_string(), topic.to_string(), reset, partitions);
             live.insert(group.to_string(), created);
             tracing::info!(group, topic, "group created");

@@ -25,6 +25,7 @@ pub mod names;
 pub mod queue;
 mod queues;
 pub mod route;
+mod subscriptions;
 pub mod syncer;
 pub mod topic;
 pub mod topic_config;
@@ -41,5 +42,6 @@ pub use groups::{
 pub use maintenance::{MaintenanceOptions, RetentionTotals};
 pub use queue::state::Prefetch;
 pub use queues::{Delivery, QueueStats, SendOutcome, SendRecord};
+pub use subscriptions::{StartAt, SubscriptionMode, SubscriptionSpec, SubscriptionSummary};
 pub use syncer::Durability;
 pub use topic_config::TopicConfig;

@@ -85,6 +85,19 @@ impl Broker {
     /// Creates a queue: a topic of the same name with a queue subscription, and its
     /// dead-letter queue when that does not exist yet.
     pub fn create_queue(&self, name: &str, topic: TopicConfig, config: QueueConfig) -> Result<()> {
+        self.create_queue_on(name, name, topic, config)
+    }
+
+    /// Creates the queue subscription `name` on topic `topic_name`, creating the topic with
+    /// the `topic` settings when it does not exist. Other subscriptions of the topic see the
+    /// same records.
+    pub fn create_queue_on(
+        &self,
+        topic_name: &str,
+        name: &str,
+        topic: TopicConfig,
+        config: QueueConfig,
+    ) -> Result<()> {
         self.check_running()?;
         names::validate("queue", name)?;
         config.validate().map_err(BrokerError::InvalidConfig)?;
@@ -104,10 +117,10 @@ impl Broker {
         } else {
             topic.partitions
         };
-        match self.topic(name) {
+        match self.topic(topic_name) {
             Ok(_) => {}
             Err(BrokerError::UnknownTopic(_)) => self.create_topic(
-                name,
+                topic_name,
                 TopicConfig {
                     partitions,
                     ..topic.clone()
@@ -115,11 +128,11 @@ impl Broker {
             )?,
             Err(err) => return Err(err),
         }
-        let handle = self.topic(name)?;
+        let handle = self.topic(topic_name)?;
         if config.priorities > 1 && handle.partition_count() < u32::from(config.priorities) {
             return Err(BrokerError::InvalidConfig(format!(
-                "topic `{name}` has {} partitions but a queue with {} priorities needs one per \
-                 priority",
+                "topic `{topic_name}` has {} partitions but a queue with {} priorities needs \
+                 one per priority",
                 handle.partition_count(),
                 config.priorities
             )));
@@ -289,7 +302,7 @@ impl Broker {
         now: i64,
     ) -> Result<()> {
         for (partition, (builder, members)) in std::mem::take(batches) {
-            let info = self.produce(&queue.name, partition, &builder.finish())?;
+            let info = self.produce(&queue.topic.name, partition, &builder.finish())?;
             for (position, index) in members.into_iter().enumerate() {
                 let pos = (partition, info.base_offset + position as u64);
                 outcomes[index] = Some(SendOutcome::Stored(pos));
@@ -439,7 +452,12 @@ impl Broker {
         let queue = self.queue(name)?;
         self.tick_queue(&queue)?;
         let now = self.now_ms();
-        let inner = queue.inner.lock();
+        let mut inner = queue.inner.lock();
+        if queue.has_filter() {
+            // Records the filter skips are no backlog: read ahead so they are not counted.
+            queue.fill(&mut inner, service::MAX_ADMITTED, now)?;
+            queue.persist(&mut inner)?;
+        }
         let mut counts = inner.state.counts(now);
         counts.delayed += inner.delayed.len();
         let totals = inner.state.totals;

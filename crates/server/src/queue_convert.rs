@@ -48,6 +48,9 @@ pub fn queue_config(name: &str, wire: &QueueConfigWire) -> QueueConfig {
         protect_from_retention: wire
             .protect_from_retention
             .unwrap_or(defaults.protect_from_retention),
+        // TODO: carry filters on the wire — queue filters are settable only in embedded mode
+        // until subscriptions get their own requests.
+        filter: None,
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Member {
     pub client_name: String,
     pub session_timeout_ms: i64,
     pub last_seen_ms: i64,
+    /// Order of joining, for exclusive groups: the earliest member is the active one.
+    pub joined: u64,
 }
 
 /// Who owns a partition now and who should.
@@ -43,6 +45,9 @@ pub struct Group {
     pub name: String,
     pub topic: String,
     pub reset: ResetPolicy,
+    /// An exclusive subscription: one active member holds every partition; the others wait
+    /// and take over, in the order they joined, when it leaves or its session expires.
+    pub exclusive: bool,
     pub generation: u32,
     members: BTreeMap<String, Member>,
     slots: Vec<Slot>,
@@ -63,6 +68,7 @@ impl Group {
             name,
             topic,
             reset,
+            exclusive: false,
             generation: 0,
             members: BTreeMap::new(),
             slots: vec![Slot::default(); partitions as usize],
@@ -104,6 +110,10 @@ impl Group {
             format!("{client_name}-{}-{}", self.generation + 1, self.next_member)
         });
         let is_new = !self.members.contains_key(&id);
+        let joined = self
+            .members
+            .get(&id)
+            .map_or(self.next_member, |member| member.joined);
         self.members.insert(
             id.clone(),
             Member {
@@ -111,6 +121,7 @@ impl Group {
                 client_name: client_name.to_string(),
                 session_timeout_ms,
                 last_seen_ms: now_ms,
+                joined,
             },
         );
         if is_new {
@@ -220,6 +231,14 @@ impl Group {
     /// Kafka's range assignor; a partition whose target does not change keeps its owner.
     fn rebalance(&mut self) {
         self.generation += 1;
+        if self.exclusive {
+            let active = self.members.values().min_by_key(|member| member.joined);
+            let active = active.map(|member| member.id.clone());
+            for slot in &mut self.slots {
+                slot.target = active.clone();
+            }
+            return;
+        }
         let members: Vec<&String> = self.members.keys().collect();
         let partitions = self.slots.len();
         for (partition, slot) in self.slots.iter_mut().enumerate() {
@@ -303,6 +322,29 @@ mod tests {
         let b_now = group.heartbeat(&b.member_id, &[], 1_500).expect("b alive");
         assert_eq!(b_now.partitions, vec![0, 1]);
         assert!(group.heartbeat(&a.member_id, &[], 1_600).is_err());
+    }
+
+    #[test]
+    fn exclusive_group_has_one_active_member_and_fails_over_in_join_order() {
+        let mut group = Group::new("g".into(), "t".into(), ResetPolicy::Earliest, 3);
+        group.exclusive = true;
+        let a = group.join(None, "a", 1_000, 0);
+        let b = group.join(None, "b", 1_000, 0);
+        let c = group.join(None, "c", 1_000, 0);
+        assert_eq!(a.partitions, vec![0, 1, 2]);
+        assert!(b.partitions.is_empty() && c.partitions.is_empty());
+        group.leave(&a.member_id).expect("leave");
+        let b_now = group.heartbeat(&b.member_id, &[], 1).expect("heartbeat");
+        assert_eq!(
+            b_now.partitions,
+            vec![0, 1, 2],
+            "the next to join takes over"
+        );
+        assert!(group
+            .heartbeat(&c.member_id, &[], 1)
+            .expect("hb")
+            .partitions
+            .is_empty());
     }
 
     #[test]

@@ -21,6 +21,8 @@ use crate::group::coordinator::ResetPolicy;
 pub struct GroupRecord {
     pub topic: String,
     pub reset: ResetPolicy,
+    #[serde(default)]
+    pub exclusive: bool,
     pub offsets: BTreeMap<u32, u64>,
 }
 
@@ -31,6 +33,8 @@ enum Entry {
         name: String,
         topic: String,
         reset: ResetPolicy,
+        #[serde(default)]
+        exclusive: bool,
     },
     Commit {
         group: String,
@@ -88,11 +92,18 @@ impl OffsetStore {
     }
 
     /// Records a new group.
-    pub fn create_group(&mut self, name: &str, topic: &str, reset: ResetPolicy) -> Result<()> {
+    pub fn create_group(
+        &mut self,
+        name: &str,
+        topic: &str,
+        reset: ResetPolicy,
+        exclusive: bool,
+    ) -> Result<()> {
         let entry = Entry::Group {
             name: name.into(),
             topic: topic.into(),
             reset,
+            exclusive,
         };
         self.write(&entry)?;
         apply(&mut self.groups, entry);
@@ -146,12 +157,18 @@ impl OffsetStore {
 
 fn apply(groups: &mut BTreeMap<String, GroupRecord>, entry: Entry) {
     match entry {
-        Entry::Group { name, topic, reset } => {
+        Entry::Group {
+            name,
+            topic,
+            reset,
+            exclusive,
+        } => {
             groups.insert(
                 name,
                 GroupRecord {
                     topic,
                     reset,
+                    exclusive,
                     offsets: BTreeMap::new(),
                 },
             );
@@ -211,6 +228,7 @@ fn encode_snapshot(groups: &BTreeMap<String, GroupRecord>) -> Result<Vec<u8>> {
                 name: name.clone(),
                 topic: record.topic.clone(),
                 reset: record.reset,
+                exclusive: record.exclusive,
             },
         )?;
         for (partition, offset) in &record.offsets {
@@ -235,7 +253,7 @@ mod tests {
         {
             let mut store = OffsetStore::open(dir.path()).expect("open");
             store
-                .create_group("g", "t", ResetPolicy::Earliest)
+                .create_group("g", "t", ResetPolicy::Earliest, false)
                 .expect("group");
             store.commit("g", &[(0, 10), (1, 20)]).expect("commit");
             store.commit("g", &[(0, 15)]).expect("commit");

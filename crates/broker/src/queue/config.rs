@@ -93,6 +93,10 @@ pub struct QueueConfig {
     /// When false, retention may delete segments that still hold unacked records of this
     /// queue; the loss is counted and logged. When true (default), it may not.
     pub protect_from_retention: bool,
+    /// Only records passing this filter (see `route::filter`) enter the queue; the others
+    /// are skipped when read and never delivered.
+    #[serde(default)]
+    pub filter: Option<String>,
 }
 
 /// Most priority levels: each is a partition, and ten is what users of RabbitMQ are told is
@@ -119,6 +123,7 @@ impl Default for QueueConfig {
             on_expiry: ExpiryAction::DeadLetter,
             retry: RetryPolicy::default(),
             protect_from_retention: true,
+            filter: None,
         }
     }
 }
@@ -155,6 +160,9 @@ impl QueueConfig {
         }
         if self.max_records == Some(0) || self.max_bytes == Some(0) {
             return Err("max_records and max_bytes must be at least 1 when set".into());
+        }
+        if let Some(filter) = &self.filter {
+            crate::route::Filter::parse(filter).map_err(|err| err.to_string())?;
         }
         let retry = &self.retry;
         if !(retry.factor >= 1.0 && retry.factor.is_finite()) {

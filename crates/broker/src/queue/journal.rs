@@ -33,7 +33,7 @@ pub enum Event {
     /// A dedup id was first seen at `at_ms` on the record at `pos`.
     Dedup { id: String, pos: Pos, at_ms: i64 },
     /// The queue has read `partition` up to `offset` (exclusive); records it did not admit
-    /// were set aside (delayed far ahead) and are kept elsewhere.
+    /// were filtered out, or set aside on disk (delayed far ahead).
     Scanned { partition: u32, offset: u64 },
 }
 

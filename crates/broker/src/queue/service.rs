@@ -58,6 +58,8 @@ pub struct Queue {
     pub ready: Notify,
     /// Fires when records left the queue, for producers waiting for room.
     pub room: Notify,
+    /// Records that do not pass are skipped.
+    filter: Option<crate::route::Filter>,
     config_path: PathBuf,
 }
 
@@ -103,12 +105,19 @@ impl Queue {
             cache: HashMap::new(),
             lost: 0,
         };
+        let filter = config
+            .filter
+            .as_deref()
+            .map(crate::route::Filter::parse)
+            .transpose()
+            .map_err(|err| BrokerError::InvalidConfig(err.to_string()))?;
         Ok(Queue {
             name: name.to_string(),
             topic,
             inner: Mutex::new(inner),
             ready: Notify::new(),
             room: Notify::new(),
+            filter,
             config_path,
         })
     }
@@ -120,6 +129,29 @@ impl Queue {
             inner.journal.sync()
         } else {
             inner.journal.flush()
+        }
+    }
+
+    /// Whether the queue skips records by a filter.
+    pub fn has_filter(&self) -> bool {
+        self.filter.is_some()
+    }
+
+    /// Deletes the queue's settings, journal and set-aside records.
+    pub(crate) fn remove_files(&self) -> Result<()> {
+        let dir = self.config_path.with_extension("delayed");
+        let journal = self.config_path.with_extension("journal");
+        for file in [&self.config_path, &journal] {
+            match std::fs::remove_file(file) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(BrokerError::io(file, err)),
+            }
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(BrokerError::io(&dir, err)),
         }
     }
 
@@ -178,6 +210,15 @@ impl Queue {
                         continue;
                     }
                     let pos = (partition.id, record.offset);
+                    if self
+                        .filter
+                        .as_ref()
+                        .is_some_and(|filter| !filter.matches(&record))
+                    {
+                        inner.state.advance_cursor(pos.0, pos.1 + 1);
+                        set_aside = true;
+                        continue;
+                    }
                     let meta = meta_of(&record);
                     if DelayStore::wants(meta.due_ms, now) {
                         inner.delayed.add(pos, meta)?;

@@ -265,12 +265,17 @@ impl QueueState {
         }
     }
 
-    /// Makes `pos` ready, or waiting until `due`.
+    /// Makes `pos` ready, or waiting until `due`. A record that has had all its deliveries
+    /// (restored after a crash that ended its last lease, or put back by `retry_later`) is
+    /// never made ready: it waits, and its due timer dooms it.
     fn schedule(&mut self, pos: Pos, due: i64, now: i64) {
+        let max_deliveries = self.config.max_deliveries;
         let Some(entry) = self.entries.get_mut(&pos) else {
             return;
         };
-        if due > now {
+        let spent = entry.deliveries >= max_deliveries;
+        if spent || due > now {
+            let due = due.max(now);
             entry.stage = Stage::Waiting(due);
             self.timers.insert((due, TIMER_DUE, pos, 0));
         } else {

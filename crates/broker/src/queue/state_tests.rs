@@ -199,3 +199,22 @@ fn tokens_round_trip() {
     assert_eq!(parse_token(&made), Some(((3, 99), 2, 0xabc)));
     assert_eq!(parse_token("1.2.3"), None);
 }
+
+#[test]
+fn a_record_restored_with_all_its_deliveries_dies_instead_of_going_out_again() {
+    let config = QueueConfig {
+        max_deliveries: 2,
+        dead_letter: Some("q.dlq".into()),
+        ..QueueConfig::default()
+    };
+    let mut state = queue(config);
+    // As after a crash during its second lease: the journal says it was delivered twice.
+    state.admit((0, 0), meta(0, None), 2, 10);
+    assert!(state
+        .lease("a", 10, 1_000, Prefetch::default(), 10)
+        .is_empty());
+    let doomed = state.tick(10);
+    assert_eq!(doomed.len(), 1);
+    assert_eq!(doomed[0].cause, DeathCause::MaxDeliveries);
+    assert_eq!(doomed[0].deliveries, 2);
+}
