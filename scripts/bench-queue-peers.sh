@@ -12,7 +12,8 @@
 #   scripts/bench-queue-peers.sh [--quick] [--skip-switchyard]
 #
 # Environment: PEER_BASE_PORT (default 17420; five ports from it are used), COUNT, SIZE,
-# PRODUCERS, CONSUMERS, SY_BENCH_ARGS (extra `switchyard bench queue` flags).
+# PRODUCERS, CONSUMERS, SY_BENCH_ARGS (extra `switchyard bench queue` flags), SWITCHYARD_BIN
+# (a switchyard binary to use instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,10 +86,10 @@ wait_port() {
 echo "# building"
 cargo build --release --locked -q --manifest-path bench/peers/Cargo.toml
 peer=bench/peers/target/release/peer-bench
-if $with_switchyard; then
+if $with_switchyard && [ -z "${SWITCHYARD_BIN:-}" ]; then
   cargo build --release --locked -q -p switchyard-cli
-  sy="${CARGO_TARGET_DIR:-target}/release/switchyard"
 fi
+sy=${SWITCHYARD_BIN:-${CARGO_TARGET_DIR:-target}/release/switchyard}
 
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load: $(uptime | sed 's/.*load average: //')"
 echo "# workload: $count records of $size bytes, $producers producer(s), $consumers consumer(s)"
@@ -165,7 +166,7 @@ sy_run() {
 }
 labels=(rabbitmq jetstream)
 if $with_switchyard; then
-  echo "# switchyard $(git rev-parse --short HEAD)$(git diff --quiet || echo ' + uncommitted changes')"
+  echo "# switchyard $sy, tree at $(git rev-parse --short HEAD)$(git diff --quiet || echo ' + uncommitted changes')"
   sy_run "single/interval" interval "$count" "${single[@]}"
   sy_run "batched/interval" interval "$count" "${batched[@]}"
   sy_run "single/always" always $((count < 20000 ? count : 20000)) "${single[@]}"

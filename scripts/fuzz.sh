@@ -13,7 +13,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
   cargo install cargo-fuzz --locked --quiet
 fi
-for target in decode_request decode_response; do
+for target in decode_request decode_response decode_push; do
   echo "fuzz: $target for ${seconds}s"
   (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=0 2>&1 | tail -3)
 done

@@ -60,32 +60,22 @@ pub async fn run(settings: &Settings) -> anyhow::Result<serde_json::Value> {
     }
 
     let run = Arc::new(Run::new(settings.count, settings.size));
-    let mut tasks = Vec::new();
+    let (mut consumer_tasks, mut producer_tasks) = (Vec::new(), Vec::new());
     for consumer in consumers {
         let (run, fetch) = (Arc::clone(&run), settings.fetch);
-        tasks.push(tokio::spawn(async move {
+        consumer_tasks.push(tokio::spawn(async move {
             consume(&consumer, fetch, &run).await
         }));
     }
     for context in producers {
         let (run, subject, window) = (Arc::clone(&run), subject.clone(), settings.window);
-        tasks.push(tokio::spawn(async move {
+        producer_tasks.push(tokio::spawn(async move {
             produce(&context, &subject, window, &run).await
         }));
     }
 
-    let outcome = run.wait(settings.timeout).await;
-    for task in &tasks {
-        task.abort();
-    }
-    for task in tasks {
-        match task.await {
-            Ok(result) => result?,
-            Err(err) if err.is_cancelled() => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    outcome?;
+    run.finish(producer_tasks, consumer_tasks, settings.timeout)
+        .await?;
     Ok(run.report(
         "jetstream",
         serde_json::json!({

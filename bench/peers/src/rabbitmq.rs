@@ -68,10 +68,10 @@ pub async fn run(settings: &Settings) -> anyhow::Result<serde_json::Value> {
     }
 
     let run = Arc::new(Run::new(settings.count, settings.size));
-    let mut tasks = Vec::new();
+    let (mut consumer_tasks, mut producer_tasks) = (Vec::new(), Vec::new());
     for (connection, mut deliveries) in consumers {
         let run = Arc::clone(&run);
-        tasks.push(tokio::spawn(async move {
+        consumer_tasks.push(tokio::spawn(async move {
             let _connection = connection;
             while let Some(delivery) = deliveries.next().await {
                 let delivery = delivery?;
@@ -83,27 +83,14 @@ pub async fn run(settings: &Settings) -> anyhow::Result<serde_json::Value> {
     }
     for (connection, channel) in producers {
         let (run, queue, window) = (Arc::clone(&run), settings.queue.clone(), settings.window);
-        tasks.push(tokio::spawn(async move {
+        producer_tasks.push(tokio::spawn(async move {
             let _connection = connection;
             produce(&channel, &queue, window, &run).await
         }));
     }
 
-    let outcome = run.wait(settings.timeout).await;
-    for task in &tasks {
-        if task.is_finished() {
-            continue;
-        }
-        task.abort();
-    }
-    for task in tasks {
-        match task.await {
-            Ok(result) => result?,
-            Err(err) if err.is_cancelled() => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    outcome?;
+    run.finish(producer_tasks, consumer_tasks, settings.timeout)
+        .await?;
     Ok(run.report(
         "rabbitmq",
         serde_json::json!({

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// A producer or consumer task.
+pub type Task = JoinHandle<anyhow::Result<()>>;
 
 /// The state of one run, shared by its producers and consumers.
 pub struct Run {
@@ -28,7 +31,6 @@ pub struct Run {
     confirm: Mutex<Histogram<u64>>,
     /// When the last record was acked.
     finished_at: OnceLock<Instant>,
-    finished: Notify,
 }
 
 /// A histogram for microsecond latencies up to an hour, three significant digits.
@@ -47,7 +49,6 @@ impl Run {
             end_to_end: Mutex::new(latency_histogram()),
             confirm: Mutex::new(latency_histogram()),
             finished_at: OnceLock::new(),
-            finished: Notify::new(),
         }
     }
 
@@ -87,7 +88,6 @@ impl Run {
             .record(now.saturating_sub(sent).max(1));
         if self.acked.fetch_add(1, Ordering::AcqRel) + 1 == self.target {
             let _ = self.finished_at.set(Instant::now());
-            self.finished.notify_one();
         }
     }
 
@@ -96,20 +96,62 @@ impl Run {
         self.acked.load(Ordering::Acquire) >= self.target
     }
 
-    /// Waits until every record was acked, or fails after `timeout`.
-    pub async fn wait(&self, timeout: Duration) -> anyhow::Result<()> {
-        let notified = self.finished.notified();
-        if self.is_done() {
-            return Ok(());
+    /// Waits until every record was acked, then for the producers' last confirms, and stops
+    /// the consumers. Fails when a consumer ended early, a producer failed, or `timeout`
+    /// passed.
+    pub async fn finish(
+        &self,
+        mut producers: Vec<Task>,
+        consumers: Vec<Task>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let outcome = loop {
+            if self.is_done() {
+                break Ok(());
+            }
+            if Instant::now() >= deadline {
+                break Err(anyhow::anyhow!(
+                    "only {} of {} records were acked within {timeout:?}",
+                    self.acked.load(Ordering::Acquire),
+                    self.target
+                ));
+            }
+            // A consumer runs until the end, and a producer that is done leaves a result.
+            let ended = consumers.iter().any(|task| task.is_finished())
+                || producers.iter().any(|task| task.is_finished());
+            if ended {
+                if let Some(index) = producers.iter().position(|task| task.is_finished()) {
+                    producers.remove(index).await??;
+                    continue;
+                }
+                break Err(anyhow::anyhow!(
+                    "a consumer stopped before every record was acked"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        for consumer in &consumers {
+            consumer.abort();
         }
-        if tokio::time::timeout(timeout, notified).await.is_err() {
-            anyhow::bail!(
-                "only {} of {} records were acked within {timeout:?}",
-                self.acked.load(Ordering::Acquire),
-                self.target
-            );
+        for producer in producers {
+            if outcome.is_err() {
+                producer.abort();
+            }
+            match producer.await {
+                Ok(result) => result?,
+                Err(err) if err.is_cancelled() => {}
+                Err(err) => return Err(err.into()),
+            }
         }
-        Ok(())
+        for consumer in consumers {
+            match consumer.await {
+                Ok(result) => result?,
+                Err(err) if err.is_cancelled() => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        outcome
     }
 
     /// The report as one JSON line, in the shape of `switchyard bench --json`.

@@ -129,7 +129,9 @@ impl Broker {
             inner.state.complete(dead.pos, how, now);
             inner.cache.remove(&dead.pos);
             inner.journal.push(&Event::Done { pos: dead.pos, how });
-            queue.persist(&mut inner)?;
+            let durable = queue.persist(&mut inner)?;
+            drop(inner);
+            durable.wait()?;
         }
         queue.room.notify_waiters();
         queue.ready.notify_waiters();

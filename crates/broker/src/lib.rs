@@ -41,7 +41,7 @@ pub use groups::{
 };
 pub use maintenance::{MaintenanceOptions, RetentionTotals};
 pub use queue::state::Prefetch;
-pub use queues::{Delivery, QueueStats, SendOutcome, SendRecord};
+pub use queues::{Delivery, PendingSync, QueueStats, SendOutcome, SendRecord};
 pub use subscriptions::{StartAt, SubscriptionMode, SubscriptionSpec, SubscriptionSummary};
 pub use syncer::Durability;
 pub use topic_config::TopicConfig;

@@ -4,7 +4,7 @@
 //! the queue, take the clock, and do the cross-queue work (dead-lettering into another
 //! queue) outside any one queue's lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::names;
 use crate::queue::config::{Overflow, QueueConfig};
-use crate::queue::journal::Event;
+use crate::queue::journal::{Durable, Event};
 use crate::queue::service::{
     self, Queue, HEADER_DEDUP, HEADER_DUE, HEADER_EXPIRES, HEADER_PRIORITY,
 };
@@ -49,6 +49,31 @@ pub enum SendOutcome {
     Duplicate(Pos),
     /// Not stored: the queue is full; retry later.
     Full { limit: String },
+}
+
+/// What must reach stable storage before a send or ack on an `always` topic is answered:
+/// partitions to fsync (shared with concurrent producers) and a point of the queue's journal.
+#[must_use = "wait on it before answering"]
+#[derive(Debug)]
+pub struct PendingSync {
+    topic: String,
+    partitions: Vec<u32>,
+    journal: Durable,
+}
+
+impl PendingSync {
+    /// Whether there is nothing to wait for (the topic does not fsync every change).
+    pub fn is_empty(&self) -> bool {
+        self.partitions.is_empty() && self.journal.is_now()
+    }
+
+    /// Waits, blocking, for the fsyncs; concurrent callers share them.
+    pub fn wait(self, broker: &Broker) -> Result<()> {
+        for partition in self.partitions {
+            broker.sync_partition(&self.topic, partition)?;
+        }
+        self.journal.wait()
+    }
 }
 
 /// A record handed to a consumer under a lease.
@@ -191,10 +216,24 @@ impl Broker {
     /// order; once the queue is full, the rest of the call is refused (or, with
     /// `drop-oldest`, the oldest ready records make room).
     pub fn send(&self, queue: &str, records: Vec<SendRecord>) -> Result<Vec<SendOutcome>> {
+        let (outcomes, pending) = self.send_durably(queue, records)?;
+        pending.wait(self)?;
+        Ok(outcomes)
+    }
+
+    /// `send` without waiting for fsyncs: the records are stored and the outcomes final, but
+    /// on an `always` topic the caller must [`PendingSync::wait`] before confirming them.
+    /// A server calls this inline, keeping the order of a connection's sends, and waits
+    /// elsewhere.
+    pub fn send_durably(
+        &self,
+        queue: &str,
+        records: Vec<SendRecord>,
+    ) -> Result<(Vec<SendOutcome>, PendingSync)> {
         for record in &records {
             validate_headers(&record.headers)?;
         }
-        self.send_unchecked(queue, records)
+        self.send_pending(queue, records)
     }
 
     /// `send` for the broker's own records, which may carry reserved headers.
@@ -203,6 +242,16 @@ impl Broker {
         queue: &str,
         records: Vec<SendRecord>,
     ) -> Result<Vec<SendOutcome>> {
+        let (outcomes, pending) = self.send_pending(queue, records)?;
+        pending.wait(self)?;
+        Ok(outcomes)
+    }
+
+    fn send_pending(
+        &self,
+        queue: &str,
+        records: Vec<SendRecord>,
+    ) -> Result<(Vec<SendOutcome>, PendingSync)> {
         self.check_running()?;
         let queue = self.queue(queue)?;
         let now = self.now_ms();
@@ -210,8 +259,10 @@ impl Broker {
         let config = inner.state.config().clone();
         inner.dedup.prune(now, config.dedup_window_ms);
         let partitions = queue.topic.partition_count();
-        if config.max_bytes.is_some() {
-            // Byte counts are known only for admitted records: admit what the log holds.
+        let dedup_ids = records.iter().any(|record| record.dedup_id.is_some());
+        if config.max_bytes.is_some() || (dedup_ids && queue.unscanned(&inner) > 0) {
+            // Byte counts, and dedup ids of records a crash left out of the journal, are
+            // known only for admitted records: admit what the log holds.
             queue.fill(&mut inner, service::MAX_ADMITTED, now)?;
         }
         let mut depth = inner.state.len() as u64 + queue.unscanned(&inner);
@@ -219,6 +270,7 @@ impl Broker {
         let mut outcomes: Vec<Option<SendOutcome>> = vec![None; records.len()];
         let mut batches: BTreeMap<u32, (BatchBuilder, Vec<usize>)> = BTreeMap::new();
         let mut first_of_id: BTreeMap<String, usize> = BTreeMap::new();
+        let mut to_sync = BTreeSet::new();
         for (index, record) in records.iter().enumerate() {
             if let Some(id) = &record.dedup_id {
                 if let Some(pos) = inner.dedup.lookup(id, now, config.dedup_window_ms) {
@@ -240,6 +292,7 @@ impl Broker {
                         &mut batches,
                         &records,
                         &mut outcomes,
+                        &mut to_sync,
                         now,
                     )?;
                     queue.fill(&mut inner, 1, now)?;
@@ -264,10 +317,16 @@ impl Broker {
             &mut batches,
             &records,
             &mut outcomes,
+            &mut to_sync,
             now,
         )?;
-        queue.persist(&mut inner)?;
+        let journal = queue.persist(&mut inner)?;
         drop(inner);
+        let pending = PendingSync {
+            topic: queue.topic.name.clone(),
+            partitions: to_sync.into_iter().collect(),
+            journal,
+        };
         queue.ready.notify_waiters();
         // A later copy of an id first sent in this same call is a duplicate of that copy.
         let resolved = (0..records.len())
@@ -288,10 +347,11 @@ impl Broker {
                 }
             })
             .collect();
-        Ok(resolved)
+        Ok((resolved, pending))
     }
 
     /// Appends the batches built so far by a send and records their outcomes and dedup ids.
+    #[allow(clippy::too_many_arguments)] // one call's working state, borrowed piecewise
     fn append_pending(
         &self,
         queue: &Queue,
@@ -299,10 +359,16 @@ impl Broker {
         batches: &mut BTreeMap<u32, (BatchBuilder, Vec<usize>)>,
         records: &[SendRecord],
         outcomes: &mut [Option<SendOutcome>],
+        to_sync: &mut BTreeSet<u32>,
         now: i64,
     ) -> Result<()> {
         for (partition, (builder, members)) in std::mem::take(batches) {
-            let info = self.produce(&queue.topic.name, partition, &builder.finish())?;
+            // Appended now; an `always` topic's fsync waits until the queue's lock is free.
+            let appended = self.append(&queue.topic.name, partition, &builder.finish())?;
+            if appended.needs_sync {
+                to_sync.insert(partition);
+            }
+            let info = appended.info;
             for (position, index) in members.into_iter().enumerate() {
                 let pos = (partition, info.base_offset + position as u64);
                 outcomes[index] = Some(SendOutcome::Stored(pos));
@@ -377,12 +443,28 @@ impl Broker {
                 record,
             });
         }
-        queue.persist(&mut inner)?;
+        // Deliveries are written before the answer (they survive a crash of the process)
+        // but not waited on for an fsync even on an `always` topic: losing one to a power
+        // cut only undercounts a delivery, and the next ack or periodic sync covers it.
+        inner.journal.flush()?;
+        drop(inner);
         Ok(deliveries)
     }
 
     /// Acks deliveries; each token gets its own result.
     pub fn ack(&self, queue: &str, tokens: &[String]) -> Result<Vec<Result<()>>> {
+        let (results, pending) = self.ack_durably(queue, tokens)?;
+        pending.wait(self)?;
+        Ok(results)
+    }
+
+    /// `ack` without waiting for the fsync an `always` topic needs before the answer; the
+    /// caller must [`PendingSync::wait`] before telling the consumer.
+    pub fn ack_durably(
+        &self,
+        queue: &str,
+        tokens: &[String],
+    ) -> Result<(Vec<Result<()>>, PendingSync)> {
         let queue = self.queue(queue)?;
         let now = self.now_ms();
         let mut inner = queue.inner.lock();
@@ -401,11 +483,16 @@ impl Broker {
                 Ok(())
             })
             .collect();
-        queue.persist(&mut inner)?;
+        let journal = queue.persist(&mut inner)?;
         drop(inner);
         queue.room.notify_waiters();
         queue.ready.notify_waiters();
-        Ok(results)
+        let pending = PendingSync {
+            topic: queue.topic.name.clone(),
+            partitions: vec![],
+            journal,
+        };
+        Ok((results, pending))
     }
 
     /// Gives a delivery back, to be delivered again after `delay_ms` (or the queue's retry
@@ -425,9 +512,10 @@ impl Broker {
                 .state
                 .nack(token, delay_ms, error, now)
                 .map_err(|err| token_error(&queue, err))?;
-            queue.persist(&mut inner)?;
-            doomed
+            (queue.persist(&mut inner)?, doomed)
         };
+        let (durable, doomed) = doomed;
+        durable.wait()?;
         if let Some(doomed) = doomed {
             self.bury(&queue, vec![doomed])?;
         }
@@ -456,7 +544,8 @@ impl Broker {
         if queue.has_filter() {
             // Records the filter skips are no backlog: read ahead so they are not counted.
             queue.fill(&mut inner, service::MAX_ADMITTED, now)?;
-            queue.persist(&mut inner)?;
+            // Only admissions: durable with the next periodic sync.
+            inner.journal.flush()?;
         }
         let mut counts = inner.state.counts(now);
         counts.delayed += inner.delayed.len();
@@ -515,7 +604,7 @@ impl Broker {
                 let live = queue.live(&inner);
                 inner.journal.compact(&live)?;
             }
-            queue.persist(&mut inner)?;
+            inner.journal.flush()?;
             (doomed, woke)
         };
         if !doomed.is_empty() {

@@ -91,7 +91,7 @@ impl Broker {
                         offset,
                     });
                 }
-                queue.persist(&mut inner)?;
+                queue.persist(&mut inner)?.wait()?;
             }
             SubscriptionMode::Stream | SubscriptionMode::Exclusive => {
                 if spec.filter.is_some() {

@@ -6,6 +6,8 @@
 //!   [`consume`], with [`input`] parsing and [`template`] formatting).
 //! - `bench`: load generators that print throughput and latency ([`bench`]).
 //! - `queue`, `send`, `receive`, `ack`, `nack`, `extend`, `dlq`: queues ([`queue`]).
+//! - `publish`, `subscribe`, `request`, `reply`: ephemeral pub/sub and request-reply
+//!   ([`pubsub`]).
 
 mod bench;
 mod consume;
@@ -13,6 +15,7 @@ mod group;
 mod input;
 mod output;
 mod produce;
+mod pubsub;
 mod queue;
 mod serve;
 mod template;
@@ -78,6 +81,14 @@ enum Command {
     /// Inspect and redrive a queue's dead letters.
     #[command(subcommand)]
     Dlq(queue::dlq::DlqCommand),
+    /// Publish one record per input line to a subject's subscribers.
+    Publish(pubsub::PublishArgs),
+    /// Print records published to subjects matching a pattern, as they arrive.
+    Subscribe(pubsub::SubscribeArgs),
+    /// Send a request to a subject and print the reply.
+    Request(pubsub::RequestArgs),
+    /// Answer requests on a subject by running a command.
+    Reply(pubsub::ReplyArgs),
 }
 
 fn main() -> ExitCode {
@@ -160,6 +171,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Nack(args) => queue::messages::nack(&client, args, cli.json).await,
             Command::Extend(args) => queue::messages::extend(&client, args, cli.json).await,
             Command::Dlq(command) => queue::dlq::run(&client, command, cli.json).await,
+            Command::Publish(args) => pubsub::publish(&client, args, cli.json).await,
+            Command::Subscribe(args) => pubsub::subscribe(&client, args, cli.json).await,
+            Command::Request(args) => pubsub::request(&client, args, cli.json).await,
+            Command::Reply(args) => pubsub::reply(&client, args).await,
         }
     })
 }

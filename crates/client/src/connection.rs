@@ -11,7 +11,8 @@
 //! - the writer task drains everything queued before flushing, so a burst of small requests
 //!   costs one syscall, not one each;
 //! - the reader task cuts frames out of the stream and completes the oneshot whose id the
-//!   response carries.
+//!   response carries; a push frame (a message for a subscription) goes to the
+//!   subscription's channel instead, see [`crate::pubsub`].
 //!
 //! When either task sees the socket fail, the connection is marked closed with the reason and
 //! every pending call fails with it; calls made afterwards fail at once. There is no
@@ -34,6 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{ClientError, Result};
+use crate::pubsub::PushRoutes;
 
 /// Largest response payload accepted. A fetch is capped at [`crate::MAX_FETCH_BYTES`] (16 MiB)
 /// and may return one whole batch beyond its soft limit, itself at most one default request
@@ -107,6 +109,8 @@ struct Shared {
     addr: String,
     state: Mutex<State>,
     closed: watch::Sender<bool>,
+    /// Where pushes go: subscriptions and requests waiting for replies.
+    pushes: PushRoutes,
 }
 
 #[derive(Default)]
@@ -157,6 +161,7 @@ impl Connection {
             addr: addr.to_string(),
             state: Mutex::new(State::default()),
             closed: watch::channel(false).0,
+            pushes: PushRoutes::default(),
         });
         let reader = tokio::spawn(read_loop(Arc::clone(&shared), read_half));
         let writer = tokio::spawn(write_loop(Arc::clone(&shared), write_half, frame_queue));
@@ -217,6 +222,18 @@ impl Connection {
     pub fn max_frame(&self) -> u32 {
         self.server_info()
             .map_or(DEFAULT_MAX_FRAME, |info| info.max_frame)
+    }
+
+    /// The pub/sub routes of this connection.
+    pub(crate) fn pushes(&self) -> &PushRoutes {
+        &self.inner.shared.pushes
+    }
+
+    /// The error of a call on this connection once it has closed.
+    pub(crate) fn closed(&self) -> ClientError {
+        let reason = self.closed_reason();
+        let reason = reason.unwrap_or_else(|| "the connection was dropped".into());
+        self.inner.shared.closed_error(&reason)
     }
 
     /// Why the connection ended, or `None` while it is open.
@@ -400,11 +417,15 @@ impl Shared {
         };
         // Dropping the senders wakes every waiter, which then reads the reason.
         drop(pending);
+        self.pushes.close();
         self.closed.send_replace(true);
     }
 
     /// Hands one response payload to its caller; an error means the stream is unusable.
     fn deliver(&self, payload: Bytes) -> std::result::Result<(), String> {
+        if switchyard_protocol::is_push(&payload) {
+            return self.pushes.route(payload);
+        }
         let (id, result) =
             decode_response(payload).map_err(|err| format!("undecodable response: {err}"))?;
         if id == 0 {
@@ -523,5 +544,8 @@ pub(crate) fn request_name(kind: RequestKind) -> &'static str {
         RequestKind::Nack => "Nack",
         RequestKind::Extend => "Extend",
         RequestKind::Redrive => "Redrive",
+        RequestKind::Subscribe => "Subscribe",
+        RequestKind::Unsubscribe => "Unsubscribe",
+        RequestKind::Publish => "Publish",
     }
 }

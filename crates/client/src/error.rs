@@ -161,6 +161,22 @@ pub enum ClientError {
         topic: String,
     },
 
+    /// A request reached no subscription: nobody serves its subject.
+    #[error("no responders for `{subject}`: no subscription took the request")]
+    NoResponders {
+        /// Subject the request was published to.
+        subject: String,
+    },
+
+    /// A request reached a responder but no reply came within its timeout.
+    #[error("request to `{subject}` got no reply within {after_ms} ms")]
+    RequestTimeout {
+        /// Subject the request was published to.
+        subject: String,
+        /// The timeout that expired.
+        after_ms: u64,
+    },
+
     /// An option given to a producer or consumer is out of range.
     #[error("invalid option `{option}`: {reason}")]
     InvalidOption {

@@ -12,6 +12,10 @@
 //! - [`queue`]: the queue calls on [`Client`] (send, receive, ack, nack, extend, ...).
 //! - [`queue_worker`]: [`QueueWorker`], a receive–handle–ack loop with bounded concurrency,
 //!   lease extension while a handler runs, and batched acks.
+//! - [`pubsub`]: ephemeral pub/sub, [`Client::subscribe`] and [`Client::publish`]; pushes
+//!   routed to [`Subscription`]s through bounded buffers that drop and count.
+//! - [`request_reply`]: [`Client::request`] over one inbox per connection, and
+//!   [`Responder`].
 //! - [`records`]: decoding fetched batches and encoding batches to produce.
 //! - [`types`]: named results of the calls that return more than a number.
 //! - [`error`]: [`ClientError`], the one error type.
@@ -33,15 +37,20 @@
 //! - Queues deliver at least once too: a [`QueueWorker`] whose handler outlives its lease
 //!   (say, a process paused longer than the visibility) may see the record handled again
 //!   elsewhere, and its late ack is refused with `LeaseExpired`.
+//! - Pub/sub delivers at most once, and only while subscribed: a subscription whose buffer
+//!   (server or client side) is full loses records, and [`Subscription::dropped`] counts
+//!   them.
 
 pub mod client;
 pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod producer;
+pub mod pubsub;
 pub mod queue;
 pub mod queue_worker;
 pub mod records;
+pub mod request_reply;
 pub mod types;
 
 pub use client::{Client, MAX_FETCH_BYTES};
@@ -49,15 +58,17 @@ pub use connection::{ConnectOptions, Connection, ServerInfo};
 pub use consumer::{ConsumedRecord, Consumer, ConsumerOptions, StartPosition};
 pub use error::{ClientError, Result};
 pub use producer::{Delivery, DeliveryReceipt, Producer, ProducerOptions};
+pub use pubsub::{Message, Published, SubscribeOptions, Subscription, DEFAULT_BUFFER_RECORDS};
 pub use queue::{ReceiveOptions, SEND_BLOCK_ALLOWANCE};
 pub use queue_worker::{QueueWorker, WorkerOptions, WorkerReport};
 pub use records::{encode_batch, record_size, FetchResult};
+pub use request_reply::{Responder, CORRELATION_ID, REPLY_TO};
 pub use types::{GroupAssignment, GroupDescription, JoinRequest, JoinedGroup, TopicDescription};
 
 pub use switchyard_log::{Record, RecordBuf};
 pub use switchyard_protocol::{
-    AckResultWire, DeliveryWire, ExpiryWire, OverflowWire, QueueConfigWire, QueueStatsWire,
-    SendRecordWire, SendResultWire, SendStatus,
+    AckResultWire, DeliveryWire, ExpiryWire, OverflowWire, PublishRecordWire, QueueConfigWire,
+    QueueStatsWire, SendRecordWire, SendResultWire, SendStatus,
 };
 pub use switchyard_protocol::{
     ErrorCode, GroupPartition, GroupSummary, MemberInfo, OffsetSpec, PartitionInfo,

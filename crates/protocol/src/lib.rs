@@ -12,6 +12,9 @@
 //! - [`types`]: structured values shared by bodies (topic config, offsets, group state).
 //! - [`queue_types`]: values of the queue requests (queue config, records to send,
 //!   deliveries, per-record and per-token results); `queue_request` (private) their bodies.
+//! - [`pubsub_types`]: values of the pub/sub requests (records to publish) and the push
+//!   frame ([`Push`], [`encode_push`], [`decode_push`]) that carries messages to
+//!   subscribers; `pubsub_request` (private) the request bodies.
 //! - [`codes`]: [`ErrorCode`] (stable status values) and [`ErrorResponse`].
 //! - [`handshake`]: [`PROTOCOL_VERSION`] and [`negotiate_version`] for `Hello`.
 //! - [`error`]: [`FrameError`], [`DecodeError`], [`BodyError`], [`EncodeError`].
@@ -20,7 +23,8 @@
 //! # Use
 //!
 //! A reader loop calls [`split_frame`] on its input buffer until it returns `None`, and hands
-//! each payload to [`decode_request`] (server) or [`decode_response`] (client). A
+//! each payload to [`decode_request`] (server) or [`decode_response`] (client; a payload for
+//! which [`is_push`] holds is a push and goes to [`decode_push`] instead). A
 //! [`FrameError`] means the stream is unusable: answer `FrameTooLarge` with request id 0 and
 //! close. A [`DecodeError`] with a request id means only that request was bad: answer it with
 //! [`DecodeError::to_error_response`] and carry on.
@@ -30,6 +34,8 @@ pub mod codes;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+mod pubsub_request;
+pub mod pubsub_types;
 mod queue_request;
 pub mod queue_types;
 pub mod request;
@@ -43,6 +49,10 @@ pub use frame::{
     RESPONSE_HEADER_LEN,
 };
 pub use handshake::{negotiate_version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+pub use pubsub_types::{
+    decode_push, encode_push, encode_push_of, is_push, MessageWire, PublishRecordWire, Push,
+    PUSH_KIND,
+};
 pub use queue_types::{
     AckResultWire, DeliveryWire, ExpiryWire, OverflowWire, QueueConfigWire, QueueStatsWire,
     SendRecordWire, SendResultWire, SendStatus,

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use crate::codec::{Reader, Wire, Writer};
 use crate::error::{BodyError, DecodeError, EncodeError};
 use crate::frame::{write_frame, REQUEST_HEADER_LEN};
+use crate::pubsub_types::PublishRecordWire;
 use crate::queue_types::{QueueConfigWire, SendRecordWire};
 use crate::types::{OffsetSpec, PartitionOffset, ResetPolicyWire, TopicConfigWire};
 
@@ -70,11 +71,18 @@ pub enum RequestKind {
     Extend = 26,
     /// Move dead letters back to the queue they came from.
     Redrive = 27,
+    /// Start an ephemeral subscription to a subject pattern; messages come as pushes.
+    Subscribe = 28,
+    /// End an ephemeral subscription.
+    Unsubscribe = 29,
+    /// Deliver records to every matching subscription (and append them to a topic of the
+    /// subject's name, if there is one).
+    Publish = 30,
 }
 
 impl RequestKind {
     /// Every kind, in numeric order.
-    pub const ALL: [RequestKind; 27] = [
+    pub const ALL: [RequestKind; 30] = [
         RequestKind::Hello,
         RequestKind::CreateTopic,
         RequestKind::DeleteTopic,
@@ -102,12 +110,15 @@ impl RequestKind {
         RequestKind::Nack,
         RequestKind::Extend,
         RequestKind::Redrive,
+        RequestKind::Subscribe,
+        RequestKind::Unsubscribe,
+        RequestKind::Publish,
     ];
 
     /// Maps a wire value to a kind; `None` for values this implementation does not know.
     pub fn from_u16(value: u16) -> Option<RequestKind> {
         match value {
-            1..=27 => Some(Self::ALL[usize::from(value) - 1]),
+            1..=30 => Some(Self::ALL[usize::from(value) - 1]),
             _ => None,
         }
     }
@@ -339,6 +350,31 @@ pub enum Request {
         /// Only records before this offset of the dead-letter queue.
         to_offset: Option<u64>,
     },
+    /// Kind 28.
+    Subscribe {
+        /// Chosen by the client, unique among its subscriptions on this connection; pushes
+        /// carry it.
+        subscription_id: u32,
+        /// Subject pattern: `*` stands for one token, a final `>` for the rest.
+        pattern: String,
+        /// Filter on key and headers; `None` takes every record.
+        filter: Option<String>,
+        /// Records the server buffers for this subscription before dropping; 0 takes the
+        /// server's default.
+        buffer_records: u32,
+    },
+    /// Kind 29.
+    Unsubscribe {
+        /// The id given in `Subscribe`.
+        subscription_id: u32,
+    },
+    /// Kind 30.
+    Publish {
+        /// A literal subject (no wildcards).
+        subject: String,
+        /// Records, delivered in order.
+        records: Vec<PublishRecordWire>,
+    },
 }
 
 impl Request {
@@ -372,6 +408,9 @@ impl Request {
             Request::Nack { .. } => RequestKind::Nack,
             Request::Extend { .. } => RequestKind::Extend,
             Request::Redrive { .. } => RequestKind::Redrive,
+            Request::Subscribe { .. } => RequestKind::Subscribe,
+            Request::Unsubscribe { .. } => RequestKind::Unsubscribe,
+            Request::Publish { .. } => RequestKind::Publish,
         }
     }
 
@@ -489,6 +528,9 @@ impl Request {
             | Request::Nack { .. }
             | Request::Extend { .. }
             | Request::Redrive { .. } => self.encode_queue_body(w)?,
+            Request::Subscribe { .. } | Request::Unsubscribe { .. } | Request::Publish { .. } => {
+                self.encode_pubsub_body(w)?
+            }
         }
         Ok(())
     }
@@ -577,6 +619,9 @@ impl Request {
             | RequestKind::Nack
             | RequestKind::Extend
             | RequestKind::Redrive => Request::decode_queue_body(kind, r)?,
+            RequestKind::Subscribe | RequestKind::Unsubscribe | RequestKind::Publish => {
+                Request::decode_pubsub_body(kind, r)?
+            }
         })
     }
 }
@@ -644,7 +689,7 @@ mod tests {
             assert_eq!(RequestKind::from_u16(kind.as_u16()), Some(*kind));
         }
         assert_eq!(RequestKind::from_u16(0), None);
-        assert_eq!(RequestKind::from_u16(28), None);
+        assert_eq!(RequestKind::from_u16(31), None);
     }
 
     #[test]

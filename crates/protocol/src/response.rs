@@ -43,7 +43,8 @@ pub enum Response {
         max_frame: u32,
     },
     /// Answers `CreateTopic`, `DeleteTopic`, `AddPartitions`, `LeaveGroup`,
-    /// `CommitOffsets`, `DeleteGroup`, `CreateQueue`, `DeleteQueue`, `Nack` and `Extend`.
+    /// `CommitOffsets`, `DeleteGroup`, `CreateQueue`, `DeleteQueue`, `Nack`, `Extend`,
+    /// `Subscribe` and `Unsubscribe`.
     Empty,
     /// Answers `ListTopics`.
     Topics(Vec<TopicSummary>),
@@ -127,6 +128,15 @@ pub enum Response {
         /// Dead letters moved back to their queue.
         moved: u64,
     },
+    /// Answers `Publish`.
+    Published {
+        /// Subscriptions that took at least one of the records into their buffer; 0 means
+        /// no responders.
+        subscribers: u32,
+        /// When a topic has the subject's name: the partition the records were appended to
+        /// and the offset of the first.
+        stored: Option<PartitionOffset>,
+    },
 }
 
 impl Response {
@@ -147,6 +157,8 @@ impl Response {
                     | K::DeleteQueue
                     | K::Nack
                     | K::Extend
+                    | K::Subscribe
+                    | K::Unsubscribe
             ),
             Response::Topics(_) => kind == K::ListTopics,
             Response::TopicDescription { .. } => kind == K::DescribeTopic,
@@ -164,6 +176,7 @@ impl Response {
             Response::Deliveries(_) => kind == K::Receive,
             Response::AckResults(_) => kind == K::Ack,
             Response::Redriven { .. } => kind == K::Redrive,
+            Response::Published { .. } => kind == K::Publish,
         }
     }
 
@@ -188,6 +201,7 @@ impl Response {
             Response::Deliveries(_) => "Deliveries",
             Response::AckResults(_) => "AckResults",
             Response::Redriven { .. } => "Redriven",
+            Response::Published { .. } => "Published",
         }
     }
 
@@ -269,6 +283,13 @@ impl Response {
             Response::Deliveries(deliveries) => w.list("deliveries", deliveries)?,
             Response::AckResults(results) => w.list("ack results", results)?,
             Response::Redriven { moved } => w.u64(*moved),
+            Response::Published {
+                subscribers,
+                stored,
+            } => {
+                w.u32(*subscribers);
+                w.option(stored.as_ref(), |w, stored| stored.encode(w))?;
+            }
         }
         Ok(())
     }
@@ -290,7 +311,9 @@ impl Response {
             | K::CreateQueue
             | K::DeleteQueue
             | K::Nack
-            | K::Extend => Response::Empty,
+            | K::Extend
+            | K::Subscribe
+            | K::Unsubscribe => Response::Empty,
             K::ListTopics => Response::Topics(r.list("topics")?),
             K::DescribeTopic => Response::TopicDescription {
                 name: r.string("topic name")?,
@@ -335,6 +358,10 @@ impl Response {
             K::Ack => Response::AckResults(r.list("ack results")?),
             K::Redrive => Response::Redriven {
                 moved: r.u64("moved")?,
+            },
+            K::Publish => Response::Published {
+                subscribers: r.u32("subscribers")?,
+                stored: r.option("stored", PartitionOffset::decode)?,
             },
         })
     }
@@ -547,6 +574,13 @@ mod tests {
             Response::Deliveries(vec![]),
             Response::AckResults(vec![]),
             Response::Redriven { moved: 0 },
+            Response::Published {
+                subscribers: 0,
+                stored: Some(PartitionOffset {
+                    partition: 1,
+                    offset: 2,
+                }),
+            },
         ];
         for kind in RequestKind::ALL {
             let matching: Vec<_> = shapes.iter().filter(|s| s.answers(kind)).collect();

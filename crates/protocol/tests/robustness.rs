@@ -101,6 +101,16 @@ proptest! {
     }
 
     #[test]
+    fn truncated_pushes_are_errors(push in strategies::pubsub::push()) {
+        let mut frame = BytesMut::new();
+        encode_push(&push, &mut frame).expect("encodes");
+        let payload = frame.freeze().slice(LENGTH_PREFIX_LEN..);
+        for cut in 0..payload.len() {
+            prop_assert!(decode_push(payload.slice(..cut)).is_err(), "cut {}", cut);
+        }
+    }
+
+    #[test]
     fn corrupted_responses_never_panic(
         id in any::<u32>(),
         (kind, result) in strategies::response(),

@@ -36,6 +36,20 @@ proptest! {
         prop_assert_eq!(decode_response(payload), Ok((id, result)));
     }
 
+    /// A push comes out as it went in, and re-encodes to the same bytes.
+    #[test]
+    fn push_round_trips(push in strategies::pubsub::push()) {
+        let mut buf = BytesMut::new();
+        encode_push(&push, &mut buf).expect("encodes");
+        let original = buf.clone();
+        let payload = one_payload(&mut buf);
+        prop_assert!(is_push(&payload));
+        let decoded = decode_push(payload).expect("decodes");
+        prop_assert_eq!(&decoded, &push);
+        encode_push(&decoded, &mut buf).expect("re-encodes");
+        prop_assert_eq!(original, buf);
+    }
+
     /// Decoding then re-encoding reproduces the exact bytes: the encoding is canonical.
     #[test]
     fn request_encoding_is_canonical(id in any::<u32>(), request in strategies::request()) {

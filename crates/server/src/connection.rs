@@ -6,6 +6,7 @@
 //! the rest of the connection.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -20,6 +21,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::handler::{self, Limits, Outcome};
+use crate::pubsub::Registry;
+use crate::pubsub_session::Session;
 
 /// How long a started frame may take to arrive whole; a peer that stalls mid-frame is cut
 /// off after this, so a truncated frame cannot pin a connection forever.
@@ -45,12 +48,16 @@ pub async fn serve(
     peer: SocketAddr,
     broker: Broker,
     settings: ConnectionSettings,
+    registry: Arc<Registry>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
     let writer_task = tokio::spawn(write_loop(writer, rx));
+    let gone = watch::Sender::new(false);
+    // Dropped when this function returns, ending the connection's subscriptions.
+    let mut session = Session::new(registry, &tx);
     let limits = Limits {
         max_fetch_bytes: settings.max_frame.saturating_sub(1024),
         max_frame_bytes: settings.max_frame,
@@ -67,7 +74,7 @@ pub async fn serve(
                 Err(err) => {
                     tracing::debug!(%peer, error = %err, "bad frame; closing");
                     send(&tx, 0, NO_REQUEST_KIND, &Err(err.to_error_response())).await;
-                    return finish(tx, writer_task).await;
+                    return finish(tx, writer_task, &gone).await;
                 }
             };
             let (request_id, request) = match decode_request(payload) {
@@ -75,7 +82,7 @@ pub async fn serve(
                 Err(err) => {
                     tracing::debug!(%peer, error = %err, "malformed request");
                     let (Some(id), Some(kind)) = (err.request_id(), err.kind()) else {
-                        return finish(tx, writer_task).await;
+                        return finish(tx, writer_task, &gone).await;
                     };
                     if !handshaken {
                         // Before a hello, nothing but a hello is answered.
@@ -84,7 +91,7 @@ pub async fn serve(
                             "the first request on a connection must be hello",
                         );
                         send(&tx, id, kind, &Err(refused)).await;
-                        return finish(tx, writer_task).await;
+                        return finish(tx, writer_task, &gone).await;
                     }
                     send(&tx, id, kind, &Err(err.to_error_response())).await;
                     continue;
@@ -96,18 +103,29 @@ pub async fn serve(
                 let closes = accepted.is_err();
                 send(&tx, request_id, kind, &accepted).await;
                 if closes {
-                    return finish(tx, writer_task).await;
+                    return finish(tx, writer_task, &gone).await;
                 }
                 handshaken = true;
                 continue;
             }
-            match handler::handle(&broker, limits, request) {
+            let outcome = match request {
+                request @ (Request::Subscribe { .. }
+                | Request::Unsubscribe { .. }
+                | Request::Publish { .. }) => session.handle(&broker, request),
+                request => handler::handle(&broker, limits, request),
+            };
+            match outcome {
                 Outcome::Ready(result) => send(&tx, request_id, kind, &result).await,
                 Outcome::Deferred(work) => {
                     let tx = tx.clone();
+                    let gone = gone.subscribe();
                     tokio::spawn(async move {
-                        let result = work.await;
-                        send(&tx, request_id, kind, &result).await;
+                        tokio::select! {
+                            result = work => send(&tx, request_id, kind, &result).await,
+                            // The peer left: abandon the wait (a long-poll must not lease
+                            // records to nobody).
+                            () = peer_left(gone) => {}
+                        }
                     });
                 }
             }
@@ -117,14 +135,14 @@ pub async fn serve(
         buf.reserve(READ_CHUNK);
         let read = tokio::select! {
             read = read_some(&mut reader, &mut buf) => read,
-            _ = shutdown.changed() => return finish(tx, writer_task).await,
+            _ = shutdown.changed() => return finish(tx, writer_task, &gone).await,
         };
         match read {
-            Ok(0) => return finish(tx, writer_task).await,
+            Ok(0) => return finish(tx, writer_task, &gone).await,
             Ok(_) => {}
             Err(err) => {
                 tracing::debug!(%peer, error = %err, "connection read ended");
-                return finish(tx, writer_task).await;
+                return finish(tx, writer_task, &gone).await;
             }
         }
     }
@@ -191,7 +209,19 @@ async fn send(tx: &mpsc::Sender<BytesMut>, request_id: u32, kind: u16, result: &
     let _ = tx.send(frame).await;
 }
 
-async fn finish(tx: mpsc::Sender<BytesMut>, writer: tokio::task::JoinHandle<()>) {
+/// Resolves once the connection has ended.
+async fn peer_left(mut gone: watch::Receiver<bool>) {
+    let _ = gone.wait_for(|gone| *gone).await.map(|_| ());
+}
+
+/// Ends a connection: tells requests still waiting that nobody is listening any more (so a
+/// long-poll receive does not lease records to a peer that left), then lets the writer drain.
+async fn finish(
+    tx: mpsc::Sender<BytesMut>,
+    writer: tokio::task::JoinHandle<()>,
+    gone: &watch::Sender<bool>,
+) {
+    gone.send_replace(true);
     drop(tx);
     let _ = writer.await;
 }

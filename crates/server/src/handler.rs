@@ -229,6 +229,13 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
         | Request::Nack { .. }
         | Request::Extend { .. }
         | Request::Redrive { .. }) => crate::queue_handler::handle(broker, limits, request),
+        // Subscriptions belong to a connection, so the connection's session answers these.
+        Request::Subscribe { .. } | Request::Unsubscribe { .. } | Request::Publish { .. } => {
+            Outcome::Ready(Err(switchyard_protocol::ErrorResponse::new(
+                switchyard_protocol::ErrorCode::Internal,
+                "pub/sub requests are handled by the connection's session",
+            )))
+        }
     }
 }
 

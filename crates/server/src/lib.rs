@@ -5,6 +5,8 @@
 //! - [`handler`]: what each request does, inline or as a waiting task.
 //! - [`convert`]: wire types ↔ broker types, broker errors → stable wire codes.
 //! - [`queue_handler`], [`queue_convert`]: the queue requests and their wire types.
+//! - [`pubsub`]: the registry of ephemeral subscriptions, shared by all connections;
+//!   [`pubsub_session`]: one connection's subscriptions, their pushes, and publish.
 //! - [`config`]: settings from defaults, TOML file, `SWITCHYARD_*` and flags.
 //! - [`units`]: human durations and sizes in configuration.
 
@@ -12,6 +14,8 @@ pub mod config;
 pub mod connection;
 pub mod convert;
 pub mod handler;
+pub mod pubsub;
+pub mod pubsub_session;
 pub mod queue_convert;
 pub mod queue_handler;
 pub mod server;

@@ -111,6 +111,15 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
             let wait = Duration::from_millis(u64::from(wait_ms)).min(MAX_FETCH_WAIT);
             receive(broker, ask, wait)
         }
+        Request::Ack { queue, tokens } if syncs(broker, &queue) => {
+            // Acked inline; answered once the (shared) fsync of the journal is done.
+            match broker.ack_durably(&queue, &tokens) {
+                Ok((results, pending)) => after_sync(broker, pending, move || {
+                    Response::AckResults(results.iter().map(ack_result).collect())
+                }),
+                Err(err) => Outcome::Ready(Err(error_response(&err))),
+            }
+        }
         Request::Ack { queue, tokens } => ready(broker.ack(&queue, &tokens), |results| {
             Response::AckResults(results.iter().map(ack_result).collect())
         }),
@@ -207,6 +216,16 @@ fn send(broker: &Broker, name: String, records: Vec<SendRecordWire>) -> Outcome 
     let syncs = queue.topic.config().fsync == FsyncPolicy::Always;
     let block = (config.overflow == Overflow::Block)
         .then(|| Duration::from_millis(config.block_timeout_ms).min(MAX_FETCH_WAIT));
+
+    if syncs && block.is_none() {
+        // Stored inline, in the connection's order; confirmed once the (shared) fsyncs are
+        // done, off the event loop.
+        let (outcomes, pending) = match broker.send_durably(&name, records) {
+            Ok(sent) => sent,
+            Err(err) => return Outcome::Ready(Err(error_response(&err))),
+        };
+        return after_sync(broker, pending, move || sent(&name, &outcomes));
+    }
 
     // The common case, inline: nothing to fsync, and no full queue to wait on.
     let mut first = None;
@@ -351,12 +370,16 @@ fn receive(broker: &Broker, ask: Ask, wait: Duration) -> Outcome {
             "a receive must ask for at least 1 record",
         )));
     }
-    let first = lease(broker, &ask);
-    let found = first.as_ref().map_or(true, |got| !got.is_empty());
-    if found || wait.is_zero() {
-        return Outcome::Ready(deliveries(first));
+    let durable = syncs(broker, &ask.queue);
+    if !durable {
+        let first = lease(broker, &ask);
+        let found = first.as_ref().map_or(true, |got| !got.is_empty());
+        if found || wait.is_zero() {
+            return Outcome::Ready(deliveries(first));
+        }
     }
     let broker = broker.clone();
+    let ask = Arc::new(ask);
     Outcome::Deferred(Box::pin(async move {
         let deadline = Instant::now() + wait;
         let mut stopping = broker.stopping();
@@ -367,7 +390,17 @@ fn receive(broker: &Broker, ask: Ask, wait: Duration) -> Outcome {
             tokio::pin!(ready);
             ready.as_mut().enable();
 
-            let got = lease(&broker, &ask);
+            let got = if durable {
+                // Leases on an `always` topic wait for a (shared) fsync of the journal.
+                let (broker, ask) = (broker.clone(), Arc::clone(&ask));
+                tokio::task::spawn_blocking(move || lease(&broker, &ask))
+                    .await
+                    .map_err(|err| {
+                        ErrorResponse::new(ErrorCode::Internal, format!("receive failed: {err}"))
+                    })?
+            } else {
+                lease(&broker, &ask)
+            };
             let empty = got.as_ref().is_ok_and(Vec::is_empty);
             let now = Instant::now();
             // A stopping server answers what it has rather than keep the client waiting.
@@ -390,6 +423,33 @@ fn receive(broker: &Broker, ask: Ask, wait: Duration) -> Outcome {
             }
         }
     }))
+}
+
+/// Answers with `answer()` once `pending` is durable, waiting on the blocking pool.
+fn after_sync(
+    broker: &Broker,
+    pending: switchyard_broker::PendingSync,
+    answer: impl FnOnce() -> Response + Send + 'static,
+) -> Outcome {
+    if pending.is_empty() {
+        return Outcome::Ready(Ok(answer()));
+    }
+    let broker = broker.clone();
+    Outcome::Deferred(Box::pin(async move {
+        match tokio::task::spawn_blocking(move || pending.wait(&broker)).await {
+            Ok(Ok(())) => Ok(answer()),
+            Ok(Err(err)) => Err(error_response(&err)),
+            Err(err) => Err(ErrorResponse::new(
+                ErrorCode::Internal,
+                format!("fsync failed: {err}"),
+            )),
+        }
+    }))
+}
+
+/// Whether a queue's topic fsyncs every change (its calls then wait for an fsync).
+fn syncs(broker: &Broker, queue: &str) -> bool {
+    broker.queue(queue).is_ok_and(|queue| queue.always())
 }
 
 fn deliveries(result: Result<Vec<Delivery>, BrokerError>) -> ResponseResult {

@@ -95,6 +95,7 @@ impl Server {
         let settings = ConnectionSettings {
             max_frame: self.config.max_frame_bytes,
         };
+        let registry = Arc::new(crate::pubsub::Registry::new());
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -118,8 +119,9 @@ impl Server {
             tracing::debug!(%peer, "connection accepted");
             let broker = self.broker.clone();
             let stop = stop_rx.clone();
+            let registry = Arc::clone(&registry);
             tokio::spawn(async move {
-                connection::serve(stream, peer, broker, settings, stop).await;
+                connection::serve(stream, peer, broker, settings, registry, stop).await;
                 drop(slot);
             });
         }

@@ -10,7 +10,9 @@
 //! - `tally`: the two questions, asked of one flight at a time.
 //! - `load`: the producer side.
 //! - `consume`: a group member that reads the topic up to its end and commits.
+//! - `alerts`: the late flights as a work queue with competing workers (`alerts-*`).
 
+mod alerts;
 mod consume;
 mod data;
 mod load;
@@ -81,6 +83,37 @@ enum Command {
         #[arg(long, default_value = DEFAULT_MIN_DELAY)]
         min_delay: f64,
     },
+    /// Create queue `delay-alerts` and send one alert per flight that left late.
+    AlertsLoad {
+        /// Path of flights.csv.zip.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = alerts::DEFAULT_QUEUE)]
+        queue: String,
+        /// Departure delay, in minutes, from which a flight gets an alert.
+        #[arg(long, default_value = DEFAULT_MIN_DELAY)]
+        min_delay: f64,
+    },
+    /// Handle alerts as one of several competing workers, until the queue is drained.
+    AlertsWorker {
+        /// This worker's number; it names its output file, `OUT/worker-N.ids`.
+        #[arg(long)]
+        worker_id: u32,
+        /// Folder of the workers' output files.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = alerts::DEFAULT_QUEUE)]
+        queue: String,
+        /// Seconds the queue must stay empty before the worker stops.
+        #[arg(long, default_value_t = 3)]
+        idle: u64,
+    },
+    /// Count the alerts the workers handled, each once.
+    AlertsTally {
+        /// Folder of the workers' output files.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -132,6 +165,27 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             print_json(&tally.late_by_carrier)
         }
         Command::Expected { data, min_delay } => print_json(&expected(&data, min_delay)?),
+        Command::AlertsLoad {
+            data,
+            queue,
+            min_delay,
+        } => alerts::load::run(&cli.server, &data, &queue, min_delay).await,
+        Command::AlertsWorker {
+            worker_id,
+            out,
+            queue,
+            idle,
+        } => {
+            let spec = alerts::worker::WorkerSpec {
+                server: &cli.server,
+                queue: &queue,
+                worker_id,
+                out: &out,
+                idle: Duration::from_secs(idle),
+            };
+            alerts::worker::run(&spec).await
+        }
+        Command::AlertsTally { out } => alerts::tally::run(&out),
     }
 }
 

@@ -19,6 +19,11 @@ impl DedupTable {
         (now - at < window_ms as i64).then_some(*pos)
     }
 
+    /// Whether the id is remembered at all, however old.
+    pub fn contains(&self, id: &str) -> bool {
+        self.seen.contains_key(id)
+    }
+
     pub fn insert(&mut self, id: String, pos: Pos, at_ms: i64) {
         self.order.push_back((at_ms, id.clone()));
         self.seen.insert(id, (pos, at_ms));

@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::error::{BrokerError, Result};
 use crate::queue::state::{Completion, Pos, RecordMeta};
@@ -47,11 +51,69 @@ pub struct Restored {
     pub truncated_bytes: u64,
 }
 
+/// What concurrent callers share to make a journal durable with one fsync for many of them
+/// (group commit): the file, how many bytes were written, and how many are known durable.
+#[derive(Debug)]
+pub struct JournalSync {
+    path: PathBuf,
+    file: Arc<File>,
+    written: AtomicU64,
+    durable: AtomicU64,
+    leader: Mutex<()>,
+}
+
+impl JournalSync {
+    /// Returns once the first `target` bytes written are on stable storage. The first
+    /// caller syncs everything written so far; those behind it usually find their bytes
+    /// already covered.
+    pub fn sync_to(&self, target: u64) -> Result<()> {
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let _leader = self.leader.lock();
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let written = self.written.load(Ordering::Acquire);
+        self.file
+            .sync_data()
+            .map_err(|err| BrokerError::io(&self.path, err))?;
+        self.durable.fetch_max(written, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+/// A point in a journal that must be durable before an answer goes out.
+#[must_use = "a durability ticket must be waited on before answering"]
+#[derive(Debug)]
+pub struct Durable(Option<(Arc<JournalSync>, u64)>);
+
+impl Durable {
+    /// Nothing to wait for.
+    pub fn now() -> Durable {
+        Durable(None)
+    }
+
+    /// Whether there is nothing to wait for.
+    pub fn is_now(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Waits (blocking) until the journal is durable up to the ticket's point.
+    pub fn wait(self) -> Result<()> {
+        match self.0 {
+            Some((sync, target)) => sync.sync_to(target),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The open journal of one queue.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
+    shared: Arc<JournalSync>,
     buf: Vec<u8>,
     size: u64,
     /// Whether bytes were written since the last sync.
@@ -80,9 +142,12 @@ impl Journal {
             .append(true)
             .open(path)
             .map_err(|err| BrokerError::io(path, err))?;
+        let file = Arc::new(file);
+        let shared = sync_state(path, &file, snapshot.len() as u64);
         let journal = Journal {
             path: path.to_path_buf(),
             file,
+            shared,
             buf: Vec::new(),
             size: snapshot.len() as u64,
             dirty: false,
@@ -105,6 +170,9 @@ impl Journal {
             .write_all(&self.buf)
             .map_err(|err| BrokerError::io(&self.path, err))?;
         self.size += self.buf.len() as u64;
+        self.shared
+            .written
+            .fetch_add(self.buf.len() as u64, Ordering::AcqRel);
         self.buf.clear();
         self.dirty = true;
         Ok(())
@@ -113,9 +181,24 @@ impl Journal {
     /// Forces the journal to stable storage.
     pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
-        self.file
-            .sync_data()
-            .map_err(|err| BrokerError::io(&self.path, err))
+        if !self.dirty {
+            return Ok(());
+        }
+        self.dirty = false;
+        self.shared
+            .sync_to(self.shared.written.load(Ordering::Acquire))
+    }
+
+    /// Writes the queued events and returns the point that must become durable; waiting on
+    /// it outside the queue's lock lets concurrent requests share one fsync.
+    pub fn flush_for_sync(&mut self) -> Result<Durable> {
+        if self.buf.is_empty() {
+            // This request changed nothing that needs to be durable.
+            return Ok(Durable::now());
+        }
+        self.flush()?;
+        let target = self.shared.written.load(Ordering::Acquire);
+        Ok(Durable(Some((Arc::clone(&self.shared), target))))
     }
 
     /// Whether the journal has grown enough to be rewritten.
@@ -128,17 +211,31 @@ impl Journal {
         self.flush()?;
         let snapshot = snapshot(live);
         crate::topic::write_atomically(&self.path, &snapshot)?;
-        self.file = OpenOptions::new()
+        let file = OpenOptions::new()
             .append(true)
             .open(&self.path)
             .map_err(|err| BrokerError::io(&self.path, err))?;
+        self.file = Arc::new(file);
         self.size = snapshot.len() as u64;
+        // The snapshot was synced when written; waiters on the old file are covered by it.
+        self.shared = sync_state(&self.path, &self.file, self.size);
         Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Group-commit state for a journal file whose first `size` bytes are already durable.
+fn sync_state(path: &Path, file: &Arc<File>, size: u64) -> Arc<JournalSync> {
+    Arc::new(JournalSync {
+        path: path.to_path_buf(),
+        file: Arc::clone(file),
+        written: AtomicU64::new(size),
+        durable: AtomicU64::new(size),
+        leader: Mutex::new(()),
+    })
 }
 
 /// Appends one framed event to `buf`.

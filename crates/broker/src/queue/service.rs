@@ -18,7 +18,7 @@ use crate::error::{BrokerError, Result};
 use crate::queue::config::QueueConfig;
 use crate::queue::dedup::DedupTable;
 use crate::queue::delay::DelayStore;
-use crate::queue::journal::{Event, Journal, Restored};
+use crate::queue::journal::{Durable, Event, Journal, Restored};
 use crate::queue::state::{Completion, Pos, QueueState, RecordMeta};
 use crate::topic::Topic;
 
@@ -122,14 +122,22 @@ impl Queue {
         })
     }
 
-    /// Writes the journal's queued events: to the page cache, or, on a topic with fsync
-    /// policy `always`, to stable storage, before the caller answers anyone.
-    pub(crate) fn persist(&self, inner: &mut QueueInner) -> Result<()> {
-        if self.topic.config().fsync == switchyard_log::FsyncPolicy::Always {
-            inner.journal.sync()
+    /// Writes the journal's queued events to the page cache, which survives a crash of the
+    /// process. On a topic with fsync policy `always` the returned ticket must be waited on,
+    /// after the queue's lock is released, before the caller answers anyone: concurrent
+    /// requests then share one fsync.
+    pub(crate) fn persist(&self, inner: &mut QueueInner) -> Result<Durable> {
+        if self.always() {
+            inner.journal.flush_for_sync()
         } else {
-            inner.journal.flush()
+            inner.journal.flush()?;
+            Ok(Durable::now())
         }
+    }
+
+    /// Whether the topic's fsync policy is `always`.
+    pub fn always(&self) -> bool {
+        self.topic.config().fsync == switchyard_log::FsyncPolicy::Always
     }
 
     /// Whether the queue skips records by a filter.
@@ -228,6 +236,7 @@ impl Queue {
                     }
                     inner.journal.push(&Event::Admit { pos, meta });
                     inner.state.admit(pos, meta, 0, now);
+                    remember_dedup_id(inner, &record, pos);
                     inner.cache.insert(pos, record);
                 }
                 if set_aside {
@@ -359,6 +368,23 @@ impl Queue {
         restored.entries = inner.state.snapshot_entries();
         restored.dedup = inner.dedup.entries();
         restored
+    }
+}
+
+/// Registers the dedup id a record carries, if the table does not know it: a send that
+/// was stored but whose journal entry a crash cut off is still deduplicated.
+fn remember_dedup_id(inner: &mut QueueInner, record: &Record, pos: Pos) {
+    let id = record.headers.iter().find(|(name, _)| name == HEADER_DEDUP);
+    let Some(id) = id.and_then(|(_, value)| std::str::from_utf8(value).ok()) else {
+        return;
+    };
+    if !inner.dedup.contains(id) {
+        inner.dedup.insert(id.to_string(), pos, record.timestamp);
+        inner.journal.push(&Event::Dedup {
+            id: id.to_string(),
+            pos,
+            at_ms: record.timestamp,
+        });
     }
 }
 

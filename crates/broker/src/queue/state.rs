@@ -300,7 +300,11 @@ impl QueueState {
             };
             match (kind, &entry.stage) {
                 (TIMER_DUE, Stage::Waiting(due)) if *due == when => {
-                    if entry.deliveries >= self.config.max_deliveries {
+                    // A record whose time-to-live ran out while it waited (for a retry, or
+                    // for room in a full dead-letter queue) expires rather than goes out.
+                    if entry.meta.expires_ms.is_some_and(|expires| expires <= now) {
+                        doomed.push(self.doom(pos, DeathCause::Expired));
+                    } else if entry.deliveries >= self.config.max_deliveries {
                         doomed.push(self.doom(pos, DeathCause::MaxDeliveries));
                     } else {
                         self.schedule(pos, when, now);

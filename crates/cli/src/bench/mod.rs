@@ -9,8 +9,10 @@
 mod consume;
 mod end_to_end;
 mod produce;
+mod pubsub;
 mod queue;
 mod report;
+mod request;
 
 use std::time::Duration;
 
@@ -32,6 +34,12 @@ pub enum BenchCommand {
     /// Send to a queue as fast as confirms allow while competing consumers receive and ack;
     /// latency is send → ack.
     Queue(queue::QueueArgs),
+    /// Request-reply round trips at --rate against an echo responder; latency is request →
+    /// reply.
+    Request(request::RequestArgs),
+    /// Publish records to --subscribers ephemeral subscribers as fast as the broker takes
+    /// them; latency is publish → delivered.
+    Pubsub(pubsub::PubsubArgs),
 }
 
 /// How long a benchmark runs: a count of records or a duration.
@@ -182,6 +190,8 @@ pub async fn run(
             ensure_topic(client, &args.write).await?;
             end_to_end::run(client, server, &args).await?
         }
+        BenchCommand::Request(args) => request::run(server, &args).await?,
+        BenchCommand::Pubsub(args) => pubsub::run(server, &args).await?,
     };
     report.print(json);
     Ok(())

@@ -6,6 +6,7 @@
 //! confirm latency is send → the send's reply. `scripts/bench-queue-peers.sh` runs the same
 //! workload against RabbitMQ and NATS JetStream (`bench/peers`).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -184,30 +185,17 @@ pub async fn run(
         failure: Mutex::new(None),
         bar: progress(Some(args.count)),
     });
-    let spawn = |task: BoxedTask, shared: &Arc<Shared>| {
-        let shared = Arc::clone(shared);
-        tokio::spawn(async move {
-            if let Err(err) = task.await {
-                shared.fail(err);
-            }
-        })
-    };
     let consumers: Vec<_> = consumers
         .into_iter()
         .enumerate()
         .map(|(index, client)| {
             let task = consume(client, index, args.clone(), Arc::clone(&shared));
-            spawn(Box::pin(task), &shared)
+            supervise(&shared, task)
         })
         .collect();
     let producers: Vec<_> = producers
         .into_iter()
-        .map(|client| {
-            spawn(
-                Box::pin(produce(client, args.clone(), Arc::clone(&shared))),
-                &shared,
-            )
-        })
+        .map(|client| supervise(&shared, produce(client, args.clone(), Arc::clone(&shared))))
         .collect();
 
     // Consumers are stopped once everything is acked; producers are done by then, but for
@@ -242,7 +230,18 @@ async fn stop_consumer(mut consumer: JoinHandle<()>, graceful: bool) {
     consumer.abort();
 }
 
-type BoxedTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+/// Runs a producer or consumer; its error, if any, ends the run.
+fn supervise(
+    shared: &Arc<Shared>,
+    task: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> JoinHandle<()> {
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        if let Err(err) = task.await {
+            shared.fail(err);
+        }
+    })
+}
 
 /// Waits until every record was acked; fails when a producer or consumer failed or the run
 /// stalled.

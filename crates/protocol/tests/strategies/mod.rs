@@ -9,6 +9,7 @@ use proptest::option;
 use proptest::prelude::*;
 use switchyard_protocol::*;
 
+pub mod pubsub;
 mod queue;
 
 pub fn text() -> impl Strategy<Value = String> {
@@ -75,9 +76,13 @@ pub fn partition_offsets() -> impl Strategy<Value = Vec<PartitionOffset>> {
     )
 }
 
-/// Any request, stream and queue kinds weighted by how many kinds each has.
+/// Any request, stream, queue and pub/sub kinds weighted by how many kinds each has.
 pub fn request() -> impl Strategy<Value = Request> {
-    prop_oneof![17 => stream_request(), 10 => queue::queue_request()]
+    prop_oneof![
+        17 => stream_request(),
+        10 => queue::queue_request(),
+        3 => pubsub::pubsub_request(),
+    ]
 }
 
 fn stream_request() -> impl Strategy<Value = Request> {
@@ -258,7 +263,11 @@ const EMPTY_KINDS: [RequestKind; 6] = [
 
 /// A success body together with a request kind it answers.
 pub fn ok_response() -> impl Strategy<Value = (RequestKind, Response)> {
-    prop_oneof![12 => stream_ok_response(), 7 => queue::queue_ok_response()]
+    prop_oneof![
+        12 => stream_ok_response(),
+        7 => queue::queue_ok_response(),
+        2 => pubsub::pubsub_ok_response(),
+    ]
 }
 
 fn stream_ok_response() -> impl Strategy<Value = (RequestKind, Response)> {

@@ -1,0 +1,130 @@
+//! `bench request`: request-reply round trips at a steady rate, against an echo responder
+//! the benchmark runs itself (or, with `--external`, whatever already answers the subject).
+//!
+//! Requests are started when the schedule says they are due, each on its own task, so a
+//! slow reply never delays the next one and a stalled broker shows up in the figures
+//! instead of slowing the load down. Latency is from when a request was started to its
+//! reply: the timer wakes up to 1 ms after the due time, which would measure the load
+//! generator rather than the broker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use parking_lot::Mutex;
+use switchyard_client::{Client, PublishRecordWire, Responder};
+use switchyard_server::units::parse_duration;
+
+use super::report::{latency_histogram, Report};
+use super::{Limit, LimitArgs};
+
+/// Settings of `bench request`.
+#[derive(Debug, Args, Clone)]
+pub struct RequestArgs {
+    /// Subject the requests go to.
+    #[arg(long, default_value = "bench.request")]
+    pub subject: String,
+    #[command(flatten)]
+    pub limit: LimitArgs,
+    /// Requests per second.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u64,
+    /// Payload bytes of each request (the echo reply is as large).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Timeout of each request, e.g. 1s.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Do not start an echo responder: measure the ones already serving the subject.
+    #[arg(long)]
+    pub external: bool,
+}
+
+/// What the request tasks report back.
+struct Tally {
+    latency: hdrhistogram::Histogram<u64>,
+    answered: u64,
+    failed: u64,
+    first_failure: Option<String>,
+}
+
+pub async fn run(server: &str, args: &RequestArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.rate >= 1, "--rate must be at least 1");
+    let limit = args.limit.limit()?;
+    let responder_client = Client::connect(server).await?;
+    let _responder = match args.external {
+        true => None,
+        false => Some(
+            Responder::serve(&responder_client, &args.subject, |request| async move {
+                PublishRecordWire::new(request.value.unwrap_or_default())
+            })
+            .await?,
+        ),
+    };
+    let client = Client::connect(server).await?;
+    let tally = Arc::new(Mutex::new(Tally {
+        latency: latency_histogram(),
+        answered: 0,
+        failed: 0,
+        first_failure: None,
+    }));
+    let payload = bytes::Bytes::from(vec![b'r'; args.size]);
+
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut tasks = Vec::new();
+    loop {
+        let due = start + Duration::from_secs_f64(sent as f64 / args.rate as f64);
+        let finished = match limit {
+            Limit::Count(count) => sent >= count,
+            Limit::Duration(duration) => due >= start + duration,
+        };
+        if finished {
+            break;
+        }
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let (client, tally, payload) = (client.clone(), Arc::clone(&tally), payload.clone());
+        let (subject, timeout) = (args.subject.clone(), args.timeout);
+        let started = Instant::now();
+        tasks.push(tokio::spawn(async move {
+            let replied = client.request(&subject, payload, timeout).await;
+            let micros = started.elapsed().as_micros() as u64;
+            let mut tally = tally.lock();
+            match replied {
+                Ok(_) => {
+                    tally.answered += 1;
+                    let _ = tally.latency.record(micros.max(1));
+                }
+                Err(err) => {
+                    tally.failed += 1;
+                    tally.first_failure.get_or_insert_with(|| err.to_string());
+                }
+            }
+        }));
+        sent += 1;
+        tasks.retain(|task| !task.is_finished());
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let elapsed = start.elapsed();
+
+    let tally = tally.lock();
+    if tally.failed > 0 {
+        eprintln!(
+            "note: {} of {sent} requests failed; the first: {}",
+            tally.failed,
+            tally.first_failure.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(Report {
+        name: "request",
+        records: tally.answered,
+        bytes: tally.answered * args.size as u64,
+        elapsed,
+        latency: tally.latency.clone(),
+        latency_of: "request → reply",
+    })
+}
