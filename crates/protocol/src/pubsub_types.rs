@@ -130,9 +130,11 @@ pub struct Push {
     pub messages: Vec<MessageWire>,
 }
 
-/// Whether a payload cut out of a server's stream is a push rather than a response.
+/// Whether a payload cut out of a server's stream is a push rather than a response: kind
+/// [`PUSH_KIND`] with request id 0 and status 0. (An error answering a request of kind
+/// 0xFFFF, which a server may send to a client that sent one, has a non-zero status.)
 pub fn is_push(payload: &[u8]) -> bool {
-    payload.get(..2) == Some(&PUSH_KIND.to_be_bytes()[..])
+    payload.get(..RESPONSE_HEADER_LEN) == Some(&[0xff, 0xff, 0, 0, 0, 0, 0, 0][..])
 }
 
 /// Appends `push` as one complete frame to `buf`; on error `buf` is left as it was.
@@ -271,6 +273,11 @@ mod tests {
             })
         ));
         assert!(!is_push(&[0, 1, 0, 0, 0, 0, 0, 0]));
+        assert!(
+            !is_push(&[0xff, 0xff, 0, 0, 0, 0, 0, 16]),
+            "an error answering kind 0xFFFF"
+        );
+        assert!(!is_push(&[0xff, 0xff, 0, 0]), "too short to tell");
     }
 
     #[test]

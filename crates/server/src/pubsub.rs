@@ -33,14 +33,17 @@ use tokio::sync::{mpsc, Notify};
 /// Records buffered for a subscription that asked for 0: a second of a busy subject's
 /// traffic, about 1 MB of 100-byte records, so a subscriber's brief pause loses nothing.
 pub const DEFAULT_BUFFER_RECORDS: u32 = 10_000;
-/// Most records a subscription may ask to buffer; more is lowered to this.
+/// Most records a subscription may ask to buffer; more is lowered to this. A subscriber
+/// that must ride out longer stalls wants a durable subscription, whose backlog is on disk.
 pub const MAX_BUFFER_RECORDS: u32 = 1_000_000;
 /// Bytes a subscription may buffer per record of its `buffer_records`: the byte bound is
 /// the record bound times this (10 MiB by default), so a subscriber that never reads costs
 /// a bounded amount even when records are large. One record larger than the bound is still
 /// taken into an empty buffer.
 pub const BUFFER_BYTES_PER_RECORD: usize = 1024;
-/// Largest byte bound of a subscription, whatever its record bound.
+/// Largest byte bound of a subscription, whatever its record bound: what the largest record
+/// buffer (1,000,000 records of 256 bytes) needs, and no more than one stalled subscriber
+/// should be able to pin.
 pub const MAX_BUFFER_BYTES: usize = 256 * 1024 * 1024;
 
 /// One published record, shared by every subscription it is delivered to.

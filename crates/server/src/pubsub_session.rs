@@ -40,7 +40,9 @@ pub const MAX_SUBSCRIPTIONS: usize = 10_000;
 /// frame and the syscall over hundreds of small records, small enough that a few queued
 /// frames cost little memory.
 pub const PUSH_FRAME_BYTES: usize = 64 * 1024;
-/// Frames that may wait in a connection's writer when a pump queues another.
+/// Frames that may wait in a connection's writer when a pump queues another: enough to keep
+/// the socket busy while the next frame is built (256 KiB of pushes in flight), few enough
+/// that what a stalled subscriber pins in the writer stays small.
 pub const PUSHES_QUEUED: usize = 4;
 
 /// One subscription of this connection.

@@ -370,13 +370,10 @@ fn receive(broker: &Broker, ask: Ask, wait: Duration) -> Outcome {
             "a receive must ask for at least 1 record",
         )));
     }
-    let durable = syncs(broker, &ask.queue);
-    if !durable {
-        let first = lease(broker, &ask);
-        let found = first.as_ref().map_or(true, |got| !got.is_empty());
-        if found || wait.is_zero() {
-            return Outcome::Ready(deliveries(first));
-        }
+    let first = lease(broker, &ask);
+    let found = first.as_ref().map_or(true, |got| !got.is_empty());
+    if found || wait.is_zero() {
+        return Outcome::Ready(deliveries(first));
     }
     let broker = broker.clone();
     let ask = Arc::new(ask);
@@ -390,17 +387,7 @@ fn receive(broker: &Broker, ask: Ask, wait: Duration) -> Outcome {
             tokio::pin!(ready);
             ready.as_mut().enable();
 
-            let got = if durable {
-                // Leases on an `always` topic wait for a (shared) fsync of the journal.
-                let (broker, ask) = (broker.clone(), Arc::clone(&ask));
-                tokio::task::spawn_blocking(move || lease(&broker, &ask))
-                    .await
-                    .map_err(|err| {
-                        ErrorResponse::new(ErrorCode::Internal, format!("receive failed: {err}"))
-                    })?
-            } else {
-                lease(&broker, &ask)
-            };
+            let got = lease(&broker, &ask);
             let empty = got.as_ref().is_ok_and(Vec::is_empty);
             let now = Instant::now();
             // A stopping server answers what it has rather than keep the client waiting.
