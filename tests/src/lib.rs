@@ -330,3 +330,29 @@ pub async fn read_partition(
         all.records.extend(page.records);
     }
 }
+
+/// Path of the `flights` example binary, built next to the `switchyard` one.
+pub fn flights_binary() -> PathBuf {
+    let path = binary().with_file_name("flights");
+    assert!(
+        path.exists(),
+        "{} is missing; run `cargo build -p switchyard-example-flights` first",
+        path.display()
+    );
+    path
+}
+
+/// Path of flights.csv.zip, as the example's own script finds it.
+pub fn flights_data_zip() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let script = workspace.join("examples/flights/data.sh");
+    let output = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run examples/flights/data.sh");
+    assert!(output.status.success(), "{} failed", script.display());
+    let path = String::from_utf8(output.stdout).expect("utf-8 path");
+    PathBuf::from(path.trim())
+}

@@ -9,13 +9,13 @@
 //! Needs `cargo build -p switchyard-cli -p switchyard-example-flights` first, and the data
 //! that `examples/flights/data.sh` finds or downloads.
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use switchyard_tests::BrokerProcess;
+use switchyard_tests::{flights_binary, flights_data_zip as data_zip};
 
 /// Rows of flights.csv, so records the topic must hold.
 const ROWS: u64 = 336_776;
@@ -23,32 +23,6 @@ const ROWS: u64 = 336_776;
 /// Longest one `flights` run may take: a load is about 5 s in a debug build, so this leaves
 /// a loaded 2-core machine a wide margin while still failing a hung run well before CI does.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Path of the `flights` binary, built next to the `switchyard` one.
-fn flights_binary() -> PathBuf {
-    let path = switchyard_tests::binary().with_file_name("flights");
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo build -p switchyard-example-flights` first",
-        path.display()
-    );
-    path
-}
-
-/// Path of flights.csv.zip, as the example's own script finds it.
-fn data_zip() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let script = workspace.join("examples/flights/data.sh");
-    let output = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run examples/flights/data.sh");
-    assert!(output.status.success(), "{} failed", script.display());
-    let path = String::from_utf8(output.stdout).expect("utf-8 path");
-    PathBuf::from(path.trim())
-}
 
 /// Starts `flights ARGS` against the broker at `addr`.
 fn spawn_flights(addr: &str, args: &[&str]) -> Child {

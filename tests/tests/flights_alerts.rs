@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use switchyard_client::{Client, QueueStatsWire};
+use switchyard_tests::{flights_binary, flights_data_zip as data_zip};
 use switchyard_tests::{runtime, BrokerProcess};
 
 /// Flights that left at least an hour late: the alerts.
@@ -100,32 +101,6 @@ fn seed() -> u64 {
         Ok(text) => text.parse().expect("SWITCHYARD_TEST_SEED must be a number"),
         Err(_) => rand::random(),
     }
-}
-
-/// Path of the `flights` binary, built next to the `switchyard` one.
-fn flights_binary() -> PathBuf {
-    let path = switchyard_tests::binary().with_file_name("flights");
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo build -p switchyard-example-flights` first",
-        path.display()
-    );
-    path
-}
-
-/// Path of flights.csv.zip, as the example's own script finds it.
-fn data_zip() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let script = workspace.join("examples/flights/data.sh");
-    let output = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run examples/flights/data.sh");
-    assert!(output.status.success(), "{} failed", script.display());
-    let path = String::from_utf8(output.stdout).expect("utf-8 path");
-    PathBuf::from(path.trim())
 }
 
 /// The alerts the CSV calls for, in file order, each with its id and whether it is spoiled.

@@ -57,7 +57,8 @@ pub async fn run(client: &Client, command: GroupCommand, json: bool) -> anyhow::
     Ok(())
 }
 
-async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
+/// `group describe NAME`, also `sub describe` of a stream or exclusive subscription.
+pub async fn describe(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
     let group = client.describe_group(name).await?;
     let owner = |partition: u32| {
         group

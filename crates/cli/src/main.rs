@@ -8,6 +8,7 @@
 //! - `queue`, `send`, `receive`, `ack`, `nack`, `extend`, `dlq`: queues ([`queue`]).
 //! - `publish`, `subscribe`, `request`, `reply`: ephemeral pub/sub and request-reply
 //!   ([`pubsub`]).
+//! - `sub`: durable subscriptions, groups and queues over one topic ([`sub`]).
 
 mod bench;
 mod consume;
@@ -18,6 +19,7 @@ mod produce;
 mod pubsub;
 mod queue;
 mod serve;
+mod sub;
 mod template;
 mod topic;
 
@@ -89,6 +91,9 @@ enum Command {
     Request(pubsub::RequestArgs),
     /// Answer requests on a subject by running a command.
     Reply(pubsub::ReplyArgs),
+    /// Manage durable subscriptions: stream, exclusive and queue readers of a topic.
+    #[command(subcommand)]
+    Sub(sub::SubCommand),
 }
 
 fn main() -> ExitCode {
@@ -175,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Subscribe(args) => pubsub::subscribe(&client, args, cli.json).await,
             Command::Request(args) => pubsub::request(&client, args, cli.json).await,
             Command::Reply(args) => pubsub::reply(&client, args).await,
+            Command::Sub(command) => sub::run(&client, command, cli.json).await,
         }
     })
 }

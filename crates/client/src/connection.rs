@@ -547,5 +547,8 @@ pub(crate) fn request_name(kind: RequestKind) -> &'static str {
         RequestKind::Subscribe => "Subscribe",
         RequestKind::Unsubscribe => "Unsubscribe",
         RequestKind::Publish => "Publish",
+        RequestKind::CreateSubscription => "CreateSubscription",
+        RequestKind::ListSubscriptions => "ListSubscriptions",
+        RequestKind::DeleteSubscription => "DeleteSubscription",
     }
 }

@@ -14,6 +14,8 @@
 //!   lease extension while a handler runs, and batched acks.
 //! - [`pubsub`]: ephemeral pub/sub, [`Client::subscribe`] and [`Client::publish`]; pushes
 //!   routed to [`Subscription`]s through bounded buffers that drop and count.
+//! - [`subscriptions`]: durable subscriptions, [`Client::create_subscription`] and the
+//!   listing and deleting calls.
 //! - [`request_reply`]: [`Client::request`] over one inbox per connection, and
 //!   [`Responder`].
 //! - [`records`]: decoding fetched batches and encoding batches to produce.
@@ -51,6 +53,7 @@ pub mod queue;
 pub mod queue_worker;
 pub mod records;
 pub mod request_reply;
+pub mod subscriptions;
 pub mod types;
 
 pub use client::{Client, MAX_FETCH_BYTES};
@@ -63,12 +66,14 @@ pub use queue::{ReceiveOptions, SEND_BLOCK_ALLOWANCE};
 pub use queue_worker::{QueueWorker, WorkerOptions, WorkerReport};
 pub use records::{encode_batch, record_size, FetchResult};
 pub use request_reply::{Responder, CORRELATION_ID, REPLY_TO};
+pub use subscriptions::SubscriptionOptions;
 pub use types::{GroupAssignment, GroupDescription, JoinRequest, JoinedGroup, TopicDescription};
 
 pub use switchyard_log::{Record, RecordBuf};
 pub use switchyard_protocol::{
     AckResultWire, DeliveryWire, ExpiryWire, OverflowWire, PublishRecordWire, QueueConfigWire,
-    QueueStatsWire, SendRecordWire, SendResultWire, SendStatus,
+    QueueStatsWire, SendRecordWire, SendResultWire, SendStatus, SubscriptionModeWire,
+    SubscriptionSummaryWire,
 };
 pub use switchyard_protocol::{
     ErrorCode, GroupPartition, GroupSummary, MemberInfo, OffsetSpec, PartitionInfo,

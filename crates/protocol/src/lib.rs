@@ -15,6 +15,8 @@
 //! - [`pubsub_types`]: values of the pub/sub requests (records to publish) and the push
 //!   frame ([`Push`], [`encode_push`], [`decode_push`]) that carries messages to
 //!   subscribers; `pubsub_request` (private) the request bodies.
+//! - [`subscription_types`]: values of the durable subscription requests (mode, summary);
+//!   `subscription_request` (private) their bodies.
 //! - [`codes`]: [`ErrorCode`] (stable status values) and [`ErrorResponse`].
 //! - [`handshake`]: [`PROTOCOL_VERSION`] and [`negotiate_version`] for `Hello`.
 //! - [`error`]: [`FrameError`], [`DecodeError`], [`BodyError`], [`EncodeError`].
@@ -40,6 +42,8 @@ mod queue_request;
 pub mod queue_types;
 pub mod request;
 pub mod response;
+mod subscription_request;
+pub mod subscription_types;
 pub mod types;
 
 pub use codes::{ErrorCode, ErrorResponse};
@@ -62,6 +66,7 @@ pub use response::{
     decode_response, encode_response, Response, ResponseResult, MAX_ERROR_MESSAGE_LEN,
     NO_REQUEST_KIND,
 };
+pub use subscription_types::{SubscriptionModeWire, SubscriptionSummaryWire};
 pub use types::{
     FsyncPolicyWire, GroupPartition, GroupSummary, MemberInfo, OffsetSpec, PartitionInfo,
     PartitionOffset, ResetPolicyWire, TopicConfigWire, TopicSummary,

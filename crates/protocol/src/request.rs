@@ -11,6 +11,7 @@ use crate::error::{BodyError, DecodeError, EncodeError};
 use crate::frame::{write_frame, REQUEST_HEADER_LEN};
 use crate::pubsub_types::PublishRecordWire;
 use crate::queue_types::{QueueConfigWire, SendRecordWire};
+use crate::subscription_types::SubscriptionModeWire;
 use crate::types::{OffsetSpec, PartitionOffset, ResetPolicyWire, TopicConfigWire};
 
 /// The stable numeric identity of a request type. Values are never reused.
@@ -78,11 +79,17 @@ pub enum RequestKind {
     /// Deliver records to every matching subscription (and append them to a topic of the
     /// subject's name, if there is one).
     Publish = 30,
+    /// Create a durable subscription (a consumer group or a queue) on a topic.
+    CreateSubscription = 31,
+    /// List durable subscriptions, of every topic or of one.
+    ListSubscriptions = 32,
+    /// Delete a durable subscription; its topic and the other subscriptions stay.
+    DeleteSubscription = 33,
 }
 
 impl RequestKind {
     /// Every kind, in numeric order.
-    pub const ALL: [RequestKind; 30] = [
+    pub const ALL: [RequestKind; 33] = [
         RequestKind::Hello,
         RequestKind::CreateTopic,
         RequestKind::DeleteTopic,
@@ -113,12 +120,15 @@ impl RequestKind {
         RequestKind::Subscribe,
         RequestKind::Unsubscribe,
         RequestKind::Publish,
+        RequestKind::CreateSubscription,
+        RequestKind::ListSubscriptions,
+        RequestKind::DeleteSubscription,
     ];
 
     /// Maps a wire value to a kind; `None` for values this implementation does not know.
     pub fn from_u16(value: u16) -> Option<RequestKind> {
         match value {
-            1..=30 => Some(Self::ALL[usize::from(value) - 1]),
+            1..=33 => Some(Self::ALL[usize::from(value) - 1]),
             _ => None,
         }
     }
@@ -375,6 +385,32 @@ pub enum Request {
         /// Records, delivered in order.
         records: Vec<PublishRecordWire>,
     },
+    /// Kind 31.
+    CreateSubscription {
+        /// Topic to read.
+        topic: String,
+        /// Subscription name; groups and queues share one namespace.
+        name: String,
+        /// How it hands out records.
+        mode: SubscriptionModeWire,
+        /// Filter on key and headers (queue mode only); `None` takes every record.
+        filter: Option<String>,
+        /// Where it starts: earliest, latest, or the first record at or after a time.
+        start: OffsetSpec,
+        /// Queue mode: the queue's settings, `None` fields taking the defaults; ignored by
+        /// the other modes.
+        queue: QueueConfigWire,
+    },
+    /// Kind 32.
+    ListSubscriptions {
+        /// Only this topic's subscriptions; `None` for all.
+        topic: Option<String>,
+    },
+    /// Kind 33.
+    DeleteSubscription {
+        /// Subscription name.
+        name: String,
+    },
 }
 
 impl Request {
@@ -411,6 +447,9 @@ impl Request {
             Request::Subscribe { .. } => RequestKind::Subscribe,
             Request::Unsubscribe { .. } => RequestKind::Unsubscribe,
             Request::Publish { .. } => RequestKind::Publish,
+            Request::CreateSubscription { .. } => RequestKind::CreateSubscription,
+            Request::ListSubscriptions { .. } => RequestKind::ListSubscriptions,
+            Request::DeleteSubscription { .. } => RequestKind::DeleteSubscription,
         }
     }
 
@@ -531,6 +570,9 @@ impl Request {
             Request::Subscribe { .. } | Request::Unsubscribe { .. } | Request::Publish { .. } => {
                 self.encode_pubsub_body(w)?
             }
+            Request::CreateSubscription { .. }
+            | Request::ListSubscriptions { .. }
+            | Request::DeleteSubscription { .. } => self.encode_subscription_body(w)?,
         }
         Ok(())
     }
@@ -622,6 +664,9 @@ impl Request {
             RequestKind::Subscribe | RequestKind::Unsubscribe | RequestKind::Publish => {
                 Request::decode_pubsub_body(kind, r)?
             }
+            RequestKind::CreateSubscription
+            | RequestKind::ListSubscriptions
+            | RequestKind::DeleteSubscription => Request::decode_subscription_body(kind, r)?,
         })
     }
 }
@@ -689,7 +734,7 @@ mod tests {
             assert_eq!(RequestKind::from_u16(kind.as_u16()), Some(*kind));
         }
         assert_eq!(RequestKind::from_u16(0), None);
-        assert_eq!(RequestKind::from_u16(31), None);
+        assert_eq!(RequestKind::from_u16(34), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::error::{BodyError, DecodeError, EncodeError};
 use crate::frame::{write_frame, RESPONSE_HEADER_LEN};
 use crate::queue_types::{AckResultWire, DeliveryWire, QueueStatsWire, SendResultWire};
 use crate::request::RequestKind;
+use crate::subscription_types::SubscriptionSummaryWire;
 use crate::types::{
     GroupPartition, GroupSummary, MemberInfo, PartitionInfo, PartitionOffset, TopicConfigWire,
     TopicSummary,
@@ -44,7 +45,7 @@ pub enum Response {
     },
     /// Answers `CreateTopic`, `DeleteTopic`, `AddPartitions`, `LeaveGroup`,
     /// `CommitOffsets`, `DeleteGroup`, `CreateQueue`, `DeleteQueue`, `Nack`, `Extend`,
-    /// `Subscribe` and `Unsubscribe`.
+    /// `Subscribe`, `Unsubscribe`, `CreateSubscription` and `DeleteSubscription`.
     Empty,
     /// Answers `ListTopics`.
     Topics(Vec<TopicSummary>),
@@ -137,6 +138,8 @@ pub enum Response {
         /// and the offset of the first.
         stored: Option<PartitionOffset>,
     },
+    /// Answers `ListSubscriptions`: sorted by topic, then name.
+    Subscriptions(Vec<SubscriptionSummaryWire>),
 }
 
 impl Response {
@@ -159,6 +162,8 @@ impl Response {
                     | K::Extend
                     | K::Subscribe
                     | K::Unsubscribe
+                    | K::CreateSubscription
+                    | K::DeleteSubscription
             ),
             Response::Topics(_) => kind == K::ListTopics,
             Response::TopicDescription { .. } => kind == K::DescribeTopic,
@@ -177,6 +182,7 @@ impl Response {
             Response::AckResults(_) => kind == K::Ack,
             Response::Redriven { .. } => kind == K::Redrive,
             Response::Published { .. } => kind == K::Publish,
+            Response::Subscriptions(_) => kind == K::ListSubscriptions,
         }
     }
 
@@ -202,6 +208,7 @@ impl Response {
             Response::AckResults(_) => "AckResults",
             Response::Redriven { .. } => "Redriven",
             Response::Published { .. } => "Published",
+            Response::Subscriptions(_) => "Subscriptions",
         }
     }
 
@@ -290,6 +297,7 @@ impl Response {
                 w.u32(*subscribers);
                 w.option(stored.as_ref(), |w, stored| stored.encode(w))?;
             }
+            Response::Subscriptions(all) => w.list("subscriptions", all)?,
         }
         Ok(())
     }
@@ -313,7 +321,9 @@ impl Response {
             | K::Nack
             | K::Extend
             | K::Subscribe
-            | K::Unsubscribe => Response::Empty,
+            | K::Unsubscribe
+            | K::CreateSubscription
+            | K::DeleteSubscription => Response::Empty,
             K::ListTopics => Response::Topics(r.list("topics")?),
             K::DescribeTopic => Response::TopicDescription {
                 name: r.string("topic name")?,
@@ -363,6 +373,7 @@ impl Response {
                 subscribers: r.u32("subscribers")?,
                 stored: r.option("stored", PartitionOffset::decode)?,
             },
+            K::ListSubscriptions => Response::Subscriptions(r.list("subscriptions")?),
         })
     }
 }
@@ -581,6 +592,7 @@ mod tests {
                     offset: 2,
                 }),
             },
+            Response::Subscriptions(vec![]),
         ];
         for kind in RequestKind::ALL {
             let matching: Vec<_> = shapes.iter().filter(|s| s.answers(kind)).collect();

@@ -229,6 +229,11 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
         | Request::Nack { .. }
         | Request::Extend { .. }
         | Request::Redrive { .. }) => crate::queue_handler::handle(broker, limits, request),
+        request @ (Request::CreateSubscription { .. }
+        | Request::ListSubscriptions { .. }
+        | Request::DeleteSubscription { .. }) => {
+            crate::subscription_handler::handle(broker, request)
+        }
         // Subscriptions belong to a connection, so the connection's session answers these.
         Request::Subscribe { .. } | Request::Unsubscribe { .. } | Request::Publish { .. } => {
             Outcome::Ready(Err(switchyard_protocol::ErrorResponse::new(

@@ -11,9 +11,10 @@ use switchyard_protocol::{
     SendResultWire, SendStatus,
 };
 
-/// The settings a `CreateQueue` for `name` asks for, defaults filled in. An absent dead-letter
-/// queue is `<name>.dlq`; an empty name means none.
-pub fn queue_config(name: &str, wire: &QueueConfigWire) -> QueueConfig {
+/// The settings a `CreateQueue` (or a queue `CreateSubscription`) for `name` asks for,
+/// defaults filled in. An absent dead-letter queue is `<name>.dlq`; an empty name means none.
+/// `filter` is the request's own field: `CreateQueue` has none, a subscription may.
+pub fn queue_config(name: &str, wire: &QueueConfigWire, filter: Option<String>) -> QueueConfig {
     let defaults = QueueConfig::default();
     let retry = RetryPolicy {
         base_ms: wire.retry_base_ms.unwrap_or(defaults.retry.base_ms),
@@ -48,9 +49,7 @@ pub fn queue_config(name: &str, wire: &QueueConfigWire) -> QueueConfig {
         protect_from_retention: wire
             .protect_from_retention
             .unwrap_or(defaults.protect_from_retention),
-        // TODO: carry filters on the wire — queue filters are settable only in embedded mode
-        // until subscriptions get their own requests.
-        filter: None,
+        filter,
     }
 }
 
@@ -187,7 +186,7 @@ mod tests {
 
     #[test]
     fn absent_settings_take_the_defaults_and_the_dead_letter_rule() {
-        let config = queue_config("jobs", &QueueConfigWire::default());
+        let config = queue_config("jobs", &QueueConfigWire::default(), None);
         assert_eq!(config.dead_letter.as_deref(), Some("jobs.dlq"));
         assert_eq!(config.visibility_ms, QueueConfig::default().visibility_ms);
         let none = QueueConfigWire {
@@ -195,7 +194,7 @@ mod tests {
             retry_factor_milli: Some(1_500),
             ..QueueConfigWire::default()
         };
-        let config = queue_config("jobs", &none);
+        let config = queue_config("jobs", &none, None);
         assert_eq!(config.dead_letter, None);
         assert_eq!(config.retry.factor, 1.5);
     }
@@ -209,11 +208,14 @@ mod tests {
             ..QueueConfig::default()
         };
         let wire = queue_config_wire(&config);
-        assert_eq!(queue_config("q", &wire), config);
+        assert_eq!(queue_config("q", &wire, None), config);
         let without = QueueConfig {
             dead_letter: None,
             ..config
         };
-        assert_eq!(queue_config("q", &queue_config_wire(&without)), without);
+        assert_eq!(
+            queue_config("q", &queue_config_wire(&without), None),
+            without
+        );
     }
 }

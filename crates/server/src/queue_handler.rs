@@ -68,7 +68,7 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
                 },
                 ..defaults
             };
-            let config = queue_convert::queue_config(&name, &config);
+            let config = queue_convert::queue_config(&name, &config, None);
             broker
                 .create_queue(&name, topic, config)
                 .map(|()| Response::Empty)

@@ -163,14 +163,18 @@ pub async fn run(client: &Client, command: QueueCommand, json: bool) -> anyhow::
                 print_line(format_args!("deleted queue `{name}`"));
             }
         }
-        QueueCommand::Stats { name } => {
-            let stats = client.queue_stats(&name).await?;
-            if json {
-                print_json(&stats_json(&name, &stats));
-            } else {
-                print_stats(&name, &stats);
-            }
-        }
+        QueueCommand::Stats { name } => stats(client, &name, json).await?,
+    }
+    Ok(())
+}
+
+/// `queue stats NAME`, also `sub describe` of a queue subscription.
+pub async fn stats(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
+    let stats = client.queue_stats(name).await?;
+    if json {
+        print_json(&stats_json(name, &stats));
+    } else {
+        print_stats(name, &stats);
     }
     Ok(())
 }

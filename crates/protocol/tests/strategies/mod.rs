@@ -11,6 +11,7 @@ use switchyard_protocol::*;
 
 pub mod pubsub;
 mod queue;
+mod subscription;
 
 pub fn text() -> impl Strategy<Value = String> {
     "\\PC{0,24}"
@@ -76,12 +77,13 @@ pub fn partition_offsets() -> impl Strategy<Value = Vec<PartitionOffset>> {
     )
 }
 
-/// Any request, stream, queue and pub/sub kinds weighted by how many kinds each has.
+/// Any request, stream, queue, pub/sub and subscription kinds weighted by how many kinds each has.
 pub fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         17 => stream_request(),
         10 => queue::queue_request(),
         3 => pubsub::pubsub_request(),
+        3 => subscription::subscription_request(),
     ]
 }
 
@@ -267,6 +269,7 @@ pub fn ok_response() -> impl Strategy<Value = (RequestKind, Response)> {
         12 => stream_ok_response(),
         7 => queue::queue_ok_response(),
         2 => pubsub::pubsub_ok_response(),
+        2 => subscription::subscription_ok_response(),
     ]
 }
 
