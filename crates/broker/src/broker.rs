@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     pub stopping: tokio::sync::watch::Sender<bool>,
     pub syncer: crate::syncer::Syncer,
     pub queues: RwLock<BTreeMap<String, Arc<crate::queue::service::Queue>>>,
+    /// Event rules and the router's cursors (see `rules`).
+    pub rules: Mutex<crate::rules::store::RuleStore>,
     /// The open, exclusively locked `<data_dir>/.lock`; the lock goes with the last handle.
     _lock: fs::File,
 }
@@ -143,7 +145,9 @@ impl Broker {
                 (name.clone(), group)
             })
             .collect();
+        let rules = crate::rules::store::RuleStore::open(&options.data_dir.join("rules"))?;
         let inner = Inner {
+            rules: Mutex::new(rules),
             data_dir: options.data_dir,
             topics_dir,
             topics: RwLock::new(topics),

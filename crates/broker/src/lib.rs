@@ -11,6 +11,7 @@
 //! - [`topic`], [`topic_config`], [`names`]: a topic, its settings, name validation.
 //! - [`queue`], `queues`: queues with leases over a topic (state machine, journal, service).
 //! - [`maintenance`]: the background thread for periodic fsync, expiry and retention.
+//! - [`rules`]: event rules that route records between topics, and tracing their copies.
 //! - [`clock`]: injectable time.
 
 pub mod broker;
@@ -25,6 +26,7 @@ pub mod names;
 pub mod queue;
 mod queues;
 pub mod route;
+pub mod rules;
 mod subscriptions;
 pub mod syncer;
 pub mod topic;
@@ -42,6 +44,7 @@ pub use groups::{
 pub use maintenance::{MaintenanceOptions, RetentionTotals};
 pub use queue::state::Prefetch;
 pub use queues::{Delivery, PendingSync, QueueStats, SendOutcome, SendRecord};
+pub use rules::{RuleSpec, TraceStep};
 pub use subscriptions::{StartAt, SubscriptionMode, SubscriptionSpec, SubscriptionSummary};
 pub use syncer::Durability;
 pub use topic_config::TopicConfig;

@@ -1,4 +1,5 @@
-//! Background work: periodic fsync of `interval` topics, member expiry, retention.
+//! Background work: periodic fsync of `interval` topics, member expiry, retention, and
+//! routing records by event rules.
 //!
 //! One plain thread does all of it; each job is cheap when there is nothing to do, and a
 //! thread keeps the broker usable without an async runtime when embedded.
@@ -134,6 +135,7 @@ fn run(weak: Weak<Inner>, options: MaintenanceOptions) {
         }
         broker.expire_members();
         broker.tick_queues();
+        broker.route_rules();
         if last_retention.elapsed() >= options.retention_check {
             last_retention = std::time::Instant::now();
             if let Err(err) = broker.enforce_retention() {

@@ -9,6 +9,7 @@
 //! - `publish`, `subscribe`, `request`, `reply`: ephemeral pub/sub and request-reply
 //!   ([`pubsub`]).
 //! - `sub`: durable subscriptions, groups and queues over one topic ([`sub`]).
+//! - `rule`, `trace`: event rules routing records between topics, and their trace ([`rule`]).
 
 mod bench;
 mod consume;
@@ -18,6 +19,7 @@ mod output;
 mod produce;
 mod pubsub;
 mod queue;
+mod rule;
 mod serve;
 mod sub;
 mod template;
@@ -94,6 +96,11 @@ enum Command {
     /// Manage durable subscriptions: stream, exclusive and queue readers of a topic.
     #[command(subcommand)]
     Sub(sub::SubCommand),
+    /// Manage event rules: route records of matching topics into another topic.
+    #[command(subcommand)]
+    Rule(rule::RuleCommand),
+    /// Show the records routed by rules from one record, as a tree.
+    Trace(rule::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -181,6 +188,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Request(args) => pubsub::request(&client, args, cli.json).await,
             Command::Reply(args) => pubsub::reply(&client, args).await,
             Command::Sub(command) => sub::run(&client, command, cli.json).await,
+            Command::Rule(command) => rule::run(&client, command, cli.json).await,
+            Command::Trace(args) => rule::trace(&client, args, cli.json).await,
         }
     })
 }

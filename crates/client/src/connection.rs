@@ -550,5 +550,9 @@ pub(crate) fn request_name(kind: RequestKind) -> &'static str {
         RequestKind::CreateSubscription => "CreateSubscription",
         RequestKind::ListSubscriptions => "ListSubscriptions",
         RequestKind::DeleteSubscription => "DeleteSubscription",
+        RequestKind::CreateRule => "CreateRule",
+        RequestKind::ListRules => "ListRules",
+        RequestKind::DeleteRule => "DeleteRule",
+        RequestKind::Trace => "Trace",
     }
 }

@@ -14,6 +14,7 @@
 //!   lease extension while a handler runs, and batched acks.
 //! - [`pubsub`]: ephemeral pub/sub, [`Client::subscribe`] and [`Client::publish`]; pushes
 //!   routed to [`Subscription`]s through bounded buffers that drop and count.
+//! - [`rules`]: event rules, [`Client::create_rule`] and [`Client::trace`].
 //! - [`subscriptions`]: durable subscriptions, [`Client::create_subscription`] and the
 //!   listing and deleting calls.
 //! - [`request_reply`]: [`Client::request`] over one inbox per connection, and
@@ -53,6 +54,7 @@ pub mod queue;
 pub mod queue_worker;
 pub mod records;
 pub mod request_reply;
+pub mod rules;
 pub mod subscriptions;
 pub mod types;
 
@@ -79,3 +81,4 @@ pub use switchyard_protocol::{
     ErrorCode, GroupPartition, GroupSummary, MemberInfo, OffsetSpec, PartitionInfo,
     PartitionOffset, ResetPolicyWire, TopicConfigWire, TopicSummary,
 };
+pub use switchyard_protocol::{RuleHeaderWire, RuleWire, TraceStepWire};

@@ -17,6 +17,8 @@
 //!   subscribers; `pubsub_request` (private) the request bodies.
 //! - [`subscription_types`]: values of the durable subscription requests (mode, summary);
 //!   `subscription_request` (private) their bodies.
+//! - [`rule_types`]: values of the event rule requests (rule, trace step); bodies in
+//!   `rule_request`.
 //! - [`codes`]: [`ErrorCode`] (stable status values) and [`ErrorResponse`].
 //! - [`handshake`]: [`PROTOCOL_VERSION`] and [`negotiate_version`] for `Hello`.
 //! - [`error`]: [`FrameError`], [`DecodeError`], [`BodyError`], [`EncodeError`].
@@ -42,6 +44,8 @@ mod queue_request;
 pub mod queue_types;
 pub mod request;
 pub mod response;
+mod rule_request;
+pub mod rule_types;
 mod subscription_request;
 pub mod subscription_types;
 pub mod types;
@@ -66,6 +70,7 @@ pub use response::{
     decode_response, encode_response, Response, ResponseResult, MAX_ERROR_MESSAGE_LEN,
     NO_REQUEST_KIND,
 };
+pub use rule_types::{RuleHeaderWire, RuleWire, TraceStepWire};
 pub use subscription_types::{SubscriptionModeWire, SubscriptionSummaryWire};
 pub use types::{
     FsyncPolicyWire, GroupPartition, GroupSummary, MemberInfo, OffsetSpec, PartitionInfo,

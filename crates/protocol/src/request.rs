@@ -11,6 +11,7 @@ use crate::error::{BodyError, DecodeError, EncodeError};
 use crate::frame::{write_frame, REQUEST_HEADER_LEN};
 use crate::pubsub_types::PublishRecordWire;
 use crate::queue_types::{QueueConfigWire, SendRecordWire};
+use crate::rule_types::RuleWire;
 use crate::subscription_types::SubscriptionModeWire;
 use crate::types::{OffsetSpec, PartitionOffset, ResetPolicyWire, TopicConfigWire};
 
@@ -85,11 +86,19 @@ pub enum RequestKind {
     ListSubscriptions = 32,
     /// Delete a durable subscription; its topic and the other subscriptions stay.
     DeleteSubscription = 33,
+    /// Create an event rule routing records between topics.
+    CreateRule = 34,
+    /// List the event rules.
+    ListRules = 35,
+    /// Delete an event rule; what it routed stays.
+    DeleteRule = 36,
+    /// Find the records routed from one record, recursively.
+    Trace = 37,
 }
 
 impl RequestKind {
     /// Every kind, in numeric order.
-    pub const ALL: [RequestKind; 33] = [
+    pub const ALL: [RequestKind; 37] = [
         RequestKind::Hello,
         RequestKind::CreateTopic,
         RequestKind::DeleteTopic,
@@ -123,12 +132,16 @@ impl RequestKind {
         RequestKind::CreateSubscription,
         RequestKind::ListSubscriptions,
         RequestKind::DeleteSubscription,
+        RequestKind::CreateRule,
+        RequestKind::ListRules,
+        RequestKind::DeleteRule,
+        RequestKind::Trace,
     ];
 
     /// Maps a wire value to a kind; `None` for values this implementation does not know.
     pub fn from_u16(value: u16) -> Option<RequestKind> {
         match value {
-            1..=33 => Some(Self::ALL[usize::from(value) - 1]),
+            1..=37 => Some(Self::ALL[usize::from(value) - 1]),
             _ => None,
         }
     }
@@ -411,6 +424,21 @@ pub enum Request {
         /// Subscription name.
         name: String,
     },
+    /// Kind 34.
+    CreateRule { rule: RuleWire },
+    /// Kind 35.
+    ListRules,
+    /// Kind 36.
+    DeleteRule {
+        /// Rule name.
+        name: String,
+    },
+    /// Kind 37.
+    Trace {
+        topic: String,
+        partition: u32,
+        offset: u64,
+    },
 }
 
 impl Request {
@@ -450,6 +478,10 @@ impl Request {
             Request::CreateSubscription { .. } => RequestKind::CreateSubscription,
             Request::ListSubscriptions { .. } => RequestKind::ListSubscriptions,
             Request::DeleteSubscription { .. } => RequestKind::DeleteSubscription,
+            Request::CreateRule { .. } => RequestKind::CreateRule,
+            Request::ListRules => RequestKind::ListRules,
+            Request::DeleteRule { .. } => RequestKind::DeleteRule,
+            Request::Trace { .. } => RequestKind::Trace,
         }
     }
 
@@ -573,6 +605,10 @@ impl Request {
             Request::CreateSubscription { .. }
             | Request::ListSubscriptions { .. }
             | Request::DeleteSubscription { .. } => self.encode_subscription_body(w)?,
+            Request::CreateRule { .. }
+            | Request::ListRules
+            | Request::DeleteRule { .. }
+            | Request::Trace { .. } => self.encode_rule_body(w)?,
         }
         Ok(())
     }
@@ -667,6 +703,10 @@ impl Request {
             RequestKind::CreateSubscription
             | RequestKind::ListSubscriptions
             | RequestKind::DeleteSubscription => Request::decode_subscription_body(kind, r)?,
+            RequestKind::CreateRule
+            | RequestKind::ListRules
+            | RequestKind::DeleteRule
+            | RequestKind::Trace => Request::decode_rule_body(kind, r)?,
         })
     }
 }
@@ -715,124 +755,5 @@ pub fn decode_request(payload: Bytes) -> Result<(u32, Request), DecodeError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::frame::{split_frame, DEFAULT_MAX_FRAME};
-
-    fn payload(request_id: u32, request: &Request) -> Bytes {
-        let mut buf = BytesMut::new();
-        encode_request(request_id, request, &mut buf).expect("encodes");
-        split_frame(&mut buf, DEFAULT_MAX_FRAME)
-            .expect("valid frame")
-            .expect("complete frame")
-    }
-
-    #[test]
-    fn kinds_are_numbered_in_order() {
-        for (index, kind) in RequestKind::ALL.iter().enumerate() {
-            assert_eq!(usize::from(kind.as_u16()), index + 1);
-            assert_eq!(RequestKind::from_u16(kind.as_u16()), Some(*kind));
-        }
-        assert_eq!(RequestKind::from_u16(0), None);
-        assert_eq!(RequestKind::from_u16(34), None);
-    }
-
-    #[test]
-    fn hello_has_the_documented_layout() {
-        let request = Request::Hello {
-            min_version: 1,
-            max_version: 2,
-            client_name: "cli".into(),
-        };
-        let mut buf = BytesMut::new();
-        encode_request(0x0a0b_0c0d, &request, &mut buf).expect("encodes");
-        let expected = [
-            0, 0, 0, 15, // frame length
-            0, 1, // kind
-            0x0a, 0x0b, 0x0c, 0x0d, // request id
-            0, 1, 0, 2, // versions
-            0, 3, b'c', b'l', b'i', // client name
-        ];
-        assert_eq!(&buf[..], &expected);
-    }
-
-    #[test]
-    fn empty_body_requests_are_header_only() {
-        let bytes = payload(5, &Request::ListTopics);
-        assert_eq!(&bytes[..], &[0, 4, 0, 0, 0, 5]);
-        assert_eq!(decode_request(bytes), Ok((5, Request::ListTopics)));
-    }
-
-    #[test]
-    fn produce_batch_is_zero_copy() {
-        let request = Request::Produce {
-            topic: "t".into(),
-            partition: 0,
-            batch: Bytes::from_static(b"batch-bytes"),
-        };
-        let bytes = payload(1, &request);
-        let range = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
-        let (_, decoded) = decode_request(bytes).expect("decodes");
-        let Request::Produce { batch, .. } = &decoded else {
-            panic!("expected produce, got {decoded:?}");
-        };
-        assert!(range.contains(&(batch.as_ptr() as usize)));
-        assert_eq!(decoded, request);
-    }
-
-    #[test]
-    fn unknown_kind_keeps_header() {
-        let bytes = Bytes::from_static(&[0, 99, 0, 0, 0, 42, 1, 2, 3]);
-        assert_eq!(
-            decode_request(bytes),
-            Err(DecodeError::UnknownRequest {
-                kind: 99,
-                request_id: 42
-            })
-        );
-    }
-
-    #[test]
-    fn bad_body_keeps_header_and_maps_to_malformed_request() {
-        // DeleteTopic whose name claims 5 bytes but carries 1.
-        let bytes = Bytes::from_static(&[0, 3, 0, 0, 0, 7, 0, 5, b'x']);
-        let error = decode_request(bytes).expect_err("truncated body");
-        assert_eq!(error.request_id(), Some(7));
-        assert_eq!(error.kind(), Some(3));
-        assert_eq!(error.error_code(), crate::ErrorCode::MalformedRequest);
-        assert!(error.to_string().contains("topic name"), "{error}");
-    }
-
-    #[test]
-    fn trailing_bytes_are_malformed() {
-        let bytes = Bytes::from_static(&[0, 15, 0, 0, 0, 1, 0]);
-        assert!(matches!(
-            decode_request(bytes),
-            Err(DecodeError::Malformed {
-                kind: 15,
-                request_id: 1,
-                problem: BodyError::TrailingBytes { count: 1 }
-            })
-        ));
-    }
-
-    #[test]
-    fn short_payload_has_no_header() {
-        let error = decode_request(Bytes::from_static(&[0, 1, 0])).expect_err("too short");
-        assert_eq!(error, DecodeError::TooShort { len: 3, need: 6 });
-        assert_eq!(error.request_id(), None);
-    }
-
-    #[test]
-    fn failed_encode_leaves_buffer_untouched() {
-        let request = Request::DeleteTopic {
-            name: "n".repeat(70_000),
-        };
-        let mut buf = BytesMut::from(&b"prior"[..]);
-        assert!(matches!(
-            encode_request(1, &request, &mut buf),
-            Err(EncodeError::StringTooLong { .. })
-        ));
-        assert_eq!(&buf[..], b"prior");
-    }
-}
+#[path = "request_tests.rs"]
+mod tests;

@@ -14,6 +14,7 @@ use crate::error::{BodyError, DecodeError, EncodeError};
 use crate::frame::{write_frame, RESPONSE_HEADER_LEN};
 use crate::queue_types::{AckResultWire, DeliveryWire, QueueStatsWire, SendResultWire};
 use crate::request::RequestKind;
+use crate::rule_types::{RuleWire, TraceStepWire};
 use crate::subscription_types::SubscriptionSummaryWire;
 use crate::types::{
     GroupPartition, GroupSummary, MemberInfo, PartitionInfo, PartitionOffset, TopicConfigWire,
@@ -45,7 +46,8 @@ pub enum Response {
     },
     /// Answers `CreateTopic`, `DeleteTopic`, `AddPartitions`, `LeaveGroup`,
     /// `CommitOffsets`, `DeleteGroup`, `CreateQueue`, `DeleteQueue`, `Nack`, `Extend`,
-    /// `Subscribe`, `Unsubscribe`, `CreateSubscription` and `DeleteSubscription`.
+    /// `Subscribe`, `Unsubscribe`, `CreateSubscription`, `DeleteSubscription`, `CreateRule`
+    /// and `DeleteRule`.
     Empty,
     /// Answers `ListTopics`.
     Topics(Vec<TopicSummary>),
@@ -140,6 +142,10 @@ pub enum Response {
     },
     /// Answers `ListSubscriptions`: sorted by topic, then name.
     Subscriptions(Vec<SubscriptionSummaryWire>),
+    /// Answers `ListRules`: sorted by name.
+    Rules(Vec<RuleWire>),
+    /// Answers `Trace`: the routed copies, breadth first.
+    Trace(Vec<TraceStepWire>),
 }
 
 impl Response {
@@ -164,6 +170,8 @@ impl Response {
                     | K::Unsubscribe
                     | K::CreateSubscription
                     | K::DeleteSubscription
+                    | K::CreateRule
+                    | K::DeleteRule
             ),
             Response::Topics(_) => kind == K::ListTopics,
             Response::TopicDescription { .. } => kind == K::DescribeTopic,
@@ -183,6 +191,8 @@ impl Response {
             Response::Redriven { .. } => kind == K::Redrive,
             Response::Published { .. } => kind == K::Publish,
             Response::Subscriptions(_) => kind == K::ListSubscriptions,
+            Response::Rules(_) => kind == K::ListRules,
+            Response::Trace(_) => kind == K::Trace,
         }
     }
 
@@ -209,6 +219,8 @@ impl Response {
             Response::Redriven { .. } => "Redriven",
             Response::Published { .. } => "Published",
             Response::Subscriptions(_) => "Subscriptions",
+            Response::Rules(_) => "Rules",
+            Response::Trace(_) => "Trace",
         }
     }
 
@@ -298,6 +310,8 @@ impl Response {
                 w.option(stored.as_ref(), |w, stored| stored.encode(w))?;
             }
             Response::Subscriptions(all) => w.list("subscriptions", all)?,
+            Response::Rules(all) => w.list("rules", all)?,
+            Response::Trace(steps) => w.list("trace steps", steps)?,
         }
         Ok(())
     }
@@ -323,7 +337,9 @@ impl Response {
             | K::Subscribe
             | K::Unsubscribe
             | K::CreateSubscription
-            | K::DeleteSubscription => Response::Empty,
+            | K::DeleteSubscription
+            | K::CreateRule
+            | K::DeleteRule => Response::Empty,
             K::ListTopics => Response::Topics(r.list("topics")?),
             K::DescribeTopic => Response::TopicDescription {
                 name: r.string("topic name")?,
@@ -374,6 +390,8 @@ impl Response {
                 stored: r.option("stored", PartitionOffset::decode)?,
             },
             K::ListSubscriptions => Response::Subscriptions(r.list("subscriptions")?),
+            K::ListRules => Response::Rules(r.list("rules")?),
+            K::Trace => Response::Trace(r.list("trace steps")?),
         })
     }
 }
@@ -593,6 +611,8 @@ mod tests {
                 }),
             },
             Response::Subscriptions(vec![]),
+            Response::Rules(vec![]),
+            Response::Trace(vec![]),
         ];
         for kind in RequestKind::ALL {
             let matching: Vec<_> = shapes.iter().filter(|s| s.answers(kind)).collect();

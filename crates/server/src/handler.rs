@@ -234,6 +234,10 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
         | Request::DeleteSubscription { .. }) => {
             crate::subscription_handler::handle(broker, request)
         }
+        request @ (Request::CreateRule { .. }
+        | Request::ListRules
+        | Request::DeleteRule { .. }
+        | Request::Trace { .. }) => crate::rule_handler::handle(broker, request),
         // Subscriptions belong to a connection, so the connection's session answers these.
         Request::Subscribe { .. } | Request::Unsubscribe { .. } | Request::Publish { .. } => {
             Outcome::Ready(Err(switchyard_protocol::ErrorResponse::new(

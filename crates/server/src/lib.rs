@@ -5,6 +5,7 @@
 //! - [`handler`]: what each request does, inline or as a waiting task.
 //! - [`convert`]: wire types ↔ broker types, broker errors → stable wire codes.
 //! - [`queue_handler`], [`queue_convert`]: the queue requests and their wire types.
+//! - [`rule_handler`]: event rules (create, list, delete) and trace.
 //! - [`subscription_handler`]: durable subscriptions (groups and queues over one topic).
 //! - [`pubsub`]: the registry of ephemeral subscriptions, shared by all connections;
 //!   [`pubsub_session`]: one connection's subscriptions, their pushes, and publish.
@@ -19,6 +20,7 @@ pub mod pubsub;
 pub mod pubsub_session;
 pub mod queue_convert;
 pub mod queue_handler;
+pub mod rule_handler;
 pub mod server;
 pub mod subscription_handler;
 pub mod units;

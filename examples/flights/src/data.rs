@@ -13,6 +13,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use csv::StringRecord;
 use serde_json::{Map, Number, Value};
 
@@ -23,6 +24,10 @@ const TEXT_COLUMNS: [&str; 5] = ["carrier", "tailnum", "origin", "dest", "time_h
 
 /// The column whose value keys a record, so one plane's flights share a partition.
 pub const KEY_COLUMN: &str = "tailnum";
+
+/// Columns also sent as record headers of the same name, so that subscriptions can filter
+/// on them (`origin = JFK`) without parsing the JSON payload.
+pub const HEADER_COLUMNS: [&str; 3] = ["origin", "carrier", "dest"];
 
 /// The CSV text of the first `.csv` file in the zip at `path`.
 pub fn read_csv_from_zip(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -57,6 +62,8 @@ fn is_missing(cell: &str) -> bool {
 pub struct RowEncoder {
     columns: Vec<(String, bool)>,
     key_index: Option<usize>,
+    /// Position of each of [`HEADER_COLUMNS`] the header has, with its name.
+    header_indexes: Vec<(&'static str, usize)>,
 }
 
 impl RowEncoder {
@@ -67,7 +74,30 @@ impl RowEncoder {
             .map(|name| (name.to_string(), TEXT_COLUMNS.contains(&name)))
             .collect();
         let key_index = headers.iter().position(|name| name == KEY_COLUMN);
-        RowEncoder { columns, key_index }
+        let header_indexes = HEADER_COLUMNS
+            .iter()
+            .filter_map(|&wanted| {
+                let index = headers.iter().position(|name| name == wanted)?;
+                Some((wanted, index))
+            })
+            .collect();
+        RowEncoder {
+            columns,
+            key_index,
+            header_indexes,
+        }
+    }
+
+    /// The record headers of `row`: `origin`, `carrier` and `dest` with their cells' text;
+    /// a missing cell gives no header.
+    pub fn headers(&self, row: &StringRecord) -> Vec<(String, Bytes)> {
+        self.header_indexes
+            .iter()
+            .filter_map(|&(name, index)| {
+                let cell = row.get(index).filter(|cell| !is_missing(cell))?;
+                Some((name.to_string(), Bytes::copy_from_slice(cell.as_bytes())))
+            })
+            .collect()
     }
 
     /// The record key of `row`: its tail number, or `None` when the plane is unknown.
@@ -183,6 +213,17 @@ mod tests {
         let encoder = RowEncoder::new(&row(&["tailnum", "origin"]));
         assert_eq!(encoder.key(&row(&["N14228", "EWR"])), Some("N14228"));
         assert_eq!(encoder.key(&row(&["NA", "EWR"])), None);
+    }
+
+    #[test]
+    fn origin_carrier_and_dest_become_headers_unless_missing() {
+        let encoder = RowEncoder::new(&row(&["carrier", "origin", "dest", "tailnum"]));
+        let headers = encoder.headers(&row(&["AA", "JFK", "NA", "N1"]));
+        let expected = vec![
+            ("origin".to_string(), Bytes::from_static(b"JFK")),
+            ("carrier".to_string(), Bytes::from_static(b"AA")),
+        ];
+        assert_eq!(headers, expected);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Records are keyed by tail number, so the producer's key hashing puts all flights of one
 //! plane in one partition, in file order: a consumer sees each plane's day as it happened.
-//! Rows without a tail number have no plane to keep in order and go out unkeyed.
+//! Rows without a tail number have no plane to keep in order and go out unkeyed. Each record
+//! also carries the headers `origin`, `carrier` and `dest`, for subscription filters.
 //!
 //! Every send returns a receipt; the count printed is of receipts that resolved to a stored
 //! offset, so it is what the broker acknowledged, not what was handed to the producer.
@@ -63,7 +64,9 @@ async fn send_rows(producer: &Producer, text: &[u8]) -> anyhow::Result<Vec<Deliv
         let row = row.with_context(|| format!("cannot read CSV line {line}"))?;
         let value = serde_json::to_vec(&encoder.encode(&row, line)?)?;
         let key = encoder.key(&row).map(str::as_bytes);
-        let receipt = producer.send(RecordBuf::new(key, &value)).await;
+        let mut record = RecordBuf::new(key, &value);
+        record.headers = encoder.headers(&row);
+        let receipt = producer.send(record).await;
         receipts.push(receipt.with_context(|| format!("cannot send CSV line {line}"))?);
     }
     Ok(receipts)

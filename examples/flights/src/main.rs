@@ -11,10 +11,12 @@
 //! - `load`: the producer side.
 //! - `consume`: a group member that reads the topic up to its end and commits.
 //! - `alerts`: the late flights as a work queue with competing workers (`alerts-*`).
+//! - `fanout`: `replay` through publish, the live `board`, and `origin-subscriptions`.
 
 mod alerts;
 mod consume;
 mod data;
+mod fanout;
 mod load;
 mod tally;
 
@@ -82,6 +84,50 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value = DEFAULT_MIN_DELAY)]
         min_delay: f64,
+    },
+    /// Publish flights to the topic's subject: stored in the topic and shown on boards.
+    Replay {
+        /// Path of flights.csv.zip.
+        #[arg(long)]
+        data: PathBuf,
+        /// Subject and topic; the topic is created unless it exists.
+        #[arg(long, default_value = "flights")]
+        topic: String,
+        /// Partitions of the topic, when it is created.
+        #[arg(long, default_value_t = 6)]
+        partitions: u32,
+        /// Rows of the CSV to leave out first.
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
+        /// Most rows to publish (default: the rest of the file).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Records per second; 0 for no limit.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Records per publish.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+    },
+    /// Show departures as they are published (live, at most once, while connected).
+    Board {
+        /// Show only flights from this airport (EWR, JFK or LGA); all when left out.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Stop after this many flights.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Subject to subscribe to: the topic's name.
+        #[arg(long, default_value = "flights")]
+        topic: String,
+    },
+    /// Count each airport's departures through durable filtered queue subscriptions.
+    OriginSubscriptions {
+        #[arg(long, default_value = "flights")]
+        topic: String,
+        /// Give up after this many seconds without draining them.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Create queue `delay-alerts` and send one alert per flight that left late.
     AlertsLoad {
@@ -165,6 +211,35 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             print_json(&tally.late_by_carrier)
         }
         Command::Expected { data, min_delay } => print_json(&expected(&data, min_delay)?),
+        Command::Replay {
+            data,
+            topic,
+            partitions,
+            skip,
+            limit,
+            rate,
+            batch,
+        } => {
+            let spec = fanout::ReplaySpec {
+                server: &cli.server,
+                data: &data,
+                topic: &topic,
+                partitions,
+                skip,
+                limit,
+                rate,
+                batch,
+            };
+            fanout::replay(&spec).await
+        }
+        Command::Board {
+            origin,
+            count,
+            topic,
+        } => fanout::board(&cli.server, &topic, origin.as_deref(), count).await,
+        Command::OriginSubscriptions { topic, timeout } => {
+            fanout::origin_subscriptions(&cli.server, &topic, Duration::from_secs(timeout)).await
+        }
         Command::AlertsLoad {
             data,
             queue,

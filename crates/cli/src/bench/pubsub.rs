@@ -44,6 +44,10 @@ pub struct PubsubArgs {
     /// Publish requests kept in flight.
     #[arg(long, default_value_t = 8)]
     pub in_flight: usize,
+    /// Records per second, each published on its own when due (--batch is then 1)
+    /// [default: as fast as the broker takes them].
+    #[arg(long)]
+    pub rate: Option<u64>,
 }
 
 pub async fn run(server: &str, args: &PubsubArgs) -> anyhow::Result<Report> {
@@ -51,6 +55,8 @@ pub async fn run(server: &str, args: &PubsubArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
     anyhow::ensure!(args.in_flight >= 1, "--in-flight must be at least 1");
     anyhow::ensure!(args.subscribers >= 1, "--subscribers must be at least 1");
+    anyhow::ensure!(args.rate != Some(0), "--rate must be at least 1");
+    let batch = if args.rate.is_some() { 1 } else { args.batch };
     let limit = args.limit.limit()?;
     let start = Instant::now();
     let published = Arc::new(AtomicU64::new(0));
@@ -116,9 +122,15 @@ pub async fn run(server: &str, args: &PubsubArgs) -> anyhow::Result<Report> {
                 task.await??;
             }
         }
+        if let Some(rate) = args.rate {
+            let due = start + Duration::from_secs_f64(next as f64 / rate as f64);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
         let count = match limit {
-            Limit::Count(total) => (total - next).min(args.batch as u64),
-            Limit::Duration(_) => args.batch as u64,
+            Limit::Count(total) => (total - next).min(batch as u64),
+            Limit::Duration(_) => batch as u64,
         };
         let micros = start.elapsed().as_micros() as u64;
         let records = (0..count).map(|_| record(args.size, micros)).collect();

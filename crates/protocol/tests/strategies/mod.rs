@@ -11,6 +11,7 @@ use switchyard_protocol::*;
 
 pub mod pubsub;
 mod queue;
+mod rule;
 mod subscription;
 
 pub fn text() -> impl Strategy<Value = String> {
@@ -77,13 +78,14 @@ pub fn partition_offsets() -> impl Strategy<Value = Vec<PartitionOffset>> {
     )
 }
 
-/// Any request, stream, queue, pub/sub and subscription kinds weighted by how many kinds each has.
+/// Any request, stream, queue, pub/sub, subscription and rule kinds weighted by how many kinds each has.
 pub fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         17 => stream_request(),
         10 => queue::queue_request(),
         3 => pubsub::pubsub_request(),
         3 => subscription::subscription_request(),
+        4 => rule::rule_request(),
     ]
 }
 
@@ -270,6 +272,7 @@ pub fn ok_response() -> impl Strategy<Value = (RequestKind, Response)> {
         7 => queue::queue_ok_response(),
         2 => pubsub::pubsub_ok_response(),
         2 => subscription::subscription_ok_response(),
+        3 => rule::rule_ok_response(),
     ]
 }
 
