@@ -8,6 +8,7 @@
 
 mod consume;
 mod end_to_end;
+mod fanout;
 mod produce;
 mod pubsub;
 mod queue;
@@ -40,6 +41,9 @@ pub enum BenchCommand {
     /// Publish records to --subscribers ephemeral subscribers as fast as the broker takes
     /// them; latency is publish → delivered.
     Pubsub(pubsub::PubsubArgs),
+    /// Produce --count records, then read the whole topic with --subscriptions consumer
+    /// groups at once; with --broker-pid, the broker's CPU and disk reads while they read.
+    Fanout(fanout::FanoutArgs),
 }
 
 /// How long a benchmark runs: a count of records or a duration.
@@ -176,6 +180,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let report = match command {
         BenchCommand::Queue(args) => return queue::run(client, server, &args, json).await,
+        BenchCommand::Fanout(args) => return fanout::run(client, server, &args, json).await,
         BenchCommand::Produce(args) => {
             args.validate()?;
             ensure_topic(client, &args.write).await?;
