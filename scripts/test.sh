@@ -14,7 +14,7 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build the binaries the integration tests start"
-cargo build --locked -p switchyard-cli -p switchyard-example-flights
+cargo build --locked -p switchyard-cli -p switchyard-example-flights -p switchyard-example-video
 
 step "unit, property and integration tests"
 cargo test --workspace --locked

@@ -27,6 +27,8 @@ pub struct BrokerOptions {
     /// Settings given to a topic created without them.
     pub topic_defaults: TopicConfig,
     pub clock: Arc<dyn Clock>,
+    /// Largest claim-check blob accepted (`max_payload_bytes`).
+    pub max_blob_bytes: u64,
 }
 
 impl BrokerOptions {
@@ -35,6 +37,7 @@ impl BrokerOptions {
             data_dir: data_dir.into(),
             topic_defaults: TopicConfig::default(),
             clock: Arc::new(SystemClock),
+            max_blob_bytes: crate::blobs::DEFAULT_MAX_BLOB_BYTES,
         }
     }
 }
@@ -84,6 +87,9 @@ pub(crate) struct Inner {
     pub queues: RwLock<BTreeMap<String, Arc<crate::queue::service::Queue>>>,
     /// Event rules and the router's cursors (see `rules`).
     pub rules: Mutex<crate::rules::store::RuleStore>,
+    /// Claim-check blobs (see `blobs`).
+    pub blobs: Arc<dyn crate::blobs::BlobStore>,
+    pub max_blob_bytes: u64,
     /// The open, exclusively locked `<data_dir>/.lock`; the lock goes with the last handle.
     _lock: fs::File,
 }
@@ -146,7 +152,10 @@ impl Broker {
             })
             .collect();
         let rules = crate::rules::store::RuleStore::open(&options.data_dir.join("rules"))?;
+        let blobs = crate::blobs::local::LocalBlobStore::open(&options.data_dir.join("blobs"))?;
         let inner = Inner {
+            blobs: Arc::new(blobs),
+            max_blob_bytes: options.max_blob_bytes,
             rules: Mutex::new(rules),
             data_dir: options.data_dir,
             topics_dir,
@@ -160,12 +169,11 @@ impl Broker {
             queues: RwLock::new(queues),
             _lock: lock,
         };
-        Ok((
-            Broker {
-                inner: Arc::new(inner),
-            },
-            recoveries,
-        ))
+        let broker = Broker {
+            inner: Arc::new(inner),
+        };
+        broker.recover_blobs()?;
+        Ok((broker, recoveries))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -241,6 +249,7 @@ impl Broker {
             .join(format!("{name}.deleted-{}", self.now_ms()));
         fs::rename(&topic.dir, &tomb).map_err(|err| BrokerError::io(&topic.dir, err))?;
         fs::remove_dir_all(&tomb).map_err(|err| BrokerError::io(&tomb, err))?;
+        self.inner.blobs.delete_topic(name)?;
         self.delete_groups_of_topic(name)?;
         self.inner
             .queues

@@ -37,10 +37,14 @@ impl Broker {
         let handle = self.topic(topic)?;
         let policy = handle.config().fsync;
         let target = handle.partition(partition)?;
+        // Claim-check references: every blob must be complete before the batch is stored.
+        let blob_ids = crate::blobs::referenced_ids(batch);
+        self.check_blobs(&blob_ids)?;
         let info = target
             .log
             .append(batch, self.now_ms())
             .map_err(|err| BrokerError::from_log(topic, partition, err))?;
+        self.attach_blobs(topic, &blob_ids)?;
         target.appended.notify_waiters();
         Ok(Appended {
             info,

@@ -103,6 +103,8 @@ pub enum BrokerError {
     InvalidToken { queue: String, token: String },
     #[error("the broker is shutting down")]
     ShuttingDown,
+    #[error("blob `{id}`: {reason}")]
+    Blob { id: String, reason: String },
     #[error(
         "data folder {dir} is in use by another broker (lock file {lock}); stop it or use \
          another --data-dir"

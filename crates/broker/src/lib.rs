@@ -4,6 +4,7 @@
 //! returns when its work is done, except waiting for new data, for which each partition
 //! offers a `Notify` that an async caller can await.
 //!
+//! - [`blobs`]: claim-check blob store for large payloads, and its local folder backend.
 //! - [`broker`]: opening the data folder, recovery, topic create/list/describe/delete.
 //! - `data`: produce, fetch, offset lookup (methods on [`Broker`]).
 //! - `groups`: consumer groups: join, heartbeat, commit, describe (methods on [`Broker`]).
@@ -14,6 +15,7 @@
 //! - [`rules`]: event rules that route records between topics, and tracing their copies.
 //! - [`clock`]: injectable time.
 
+pub mod blobs;
 pub mod broker;
 pub mod clock;
 mod data;

@@ -93,14 +93,23 @@ impl Broker {
         let topics: Vec<_> = self.inner.topics.read().values().cloned().collect();
         for topic in topics {
             let config = topic.config();
+            let has_blobs = self.inner.blobs.has_topic(&topic.name);
             for partition in topic.partitions() {
+                // Blob ids of removed segments, read before the files go.
+                let mut blob_ids = Vec::new();
+                let mut collect = |path: &std::path::Path| {
+                    if has_blobs {
+                        blob_ids.extend(crate::blobs::ids_in_file(path));
+                    }
+                };
                 let report = partition
                     .log
-                    .enforce_retention(
+                    .enforce_retention_with(
                         now,
                         config.retention(),
                         config.retention_bytes,
                         self.retention_floor(&topic.name, partition.id),
+                        &mut collect,
                     )
                     .map_err(|err| crate::BrokerError::from_log(&topic.name, partition.id, err))?;
                 if report.segments_removed > 0 {
@@ -111,6 +120,9 @@ impl Broker {
                         bytes = report.bytes_removed,
                         "retention removed segments"
                     );
+                }
+                for id in &blob_ids {
+                    self.inner.blobs.delete(Some(&topic.name), id)?;
                 }
                 totals.segments_removed += report.segments_removed;
                 totals.bytes_removed += report.bytes_removed;

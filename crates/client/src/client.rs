@@ -141,7 +141,25 @@ impl Client {
     /// Reads records from `offset` on, waiting up to `max_wait` when there are none yet.
     /// `max_bytes` is a soft limit (at least one batch comes back when one is available) and
     /// is lowered to [`MAX_FETCH_BYTES`].
+    /// Records that refer to a claim-check blob come back with their value.
     pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: u32,
+        max_wait: Duration,
+    ) -> Result<FetchResult> {
+        let mut fetched = self
+            .fetch_unresolved(topic, partition, offset, max_bytes, max_wait)
+            .await?;
+        self.resolve_blobs(&mut fetched.records).await?;
+        Ok(fetched)
+    }
+
+    /// As [`Client::fetch`], leaving claim-check records as sent: no value, the `sy-blob`
+    /// and `sy-blob-size` headers.
+    pub async fn fetch_unresolved(
         &self,
         topic: &str,
         partition: u32,

@@ -554,5 +554,7 @@ pub(crate) fn request_name(kind: RequestKind) -> &'static str {
         RequestKind::ListRules => "ListRules",
         RequestKind::DeleteRule => "DeleteRule",
         RequestKind::Trace => "Trace",
+        RequestKind::BlobPut => "BlobPut",
+        RequestKind::BlobGet => "BlobGet",
     }
 }

@@ -119,6 +119,18 @@ pub enum ClientError {
         limit: u32,
     },
 
+    /// A value is over the claim-check limit: even as a blob it cannot be sent.
+    #[error(
+        "payload of {size} bytes is over the {limit}-byte limit (64 MiB, the server's \
+         max_payload_bytes); split it or store it elsewhere and send a reference"
+    )]
+    PayloadTooLarge {
+        /// Size of the value.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+
     /// A partition number is not below the topic's partition count.
     #[error(
         "topic `{topic}` has {partitions} partition{}; partition {partition} does not exist",

@@ -44,6 +44,7 @@
 //!   (server or client side) is full loses records, and [`Subscription::dropped`] counts
 //!   them.
 
+pub mod blobs;
 pub mod client;
 pub mod connection;
 pub mod consumer;
@@ -58,6 +59,7 @@ pub mod rules;
 pub mod subscriptions;
 pub mod types;
 
+pub use blobs::{BLOB_HEADER, BLOB_SIZE_HEADER, DEFAULT_CLAIM_CHECK_THRESHOLD, MAX_PAYLOAD_BYTES};
 pub use client::{Client, MAX_FETCH_BYTES};
 pub use connection::{ConnectOptions, Connection, ServerInfo};
 pub use consumer::{ConsumedRecord, Consumer, ConsumerOptions, StartPosition};

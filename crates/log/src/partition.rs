@@ -375,6 +375,20 @@ impl PartitionLog {
         max_bytes: Option<u64>,
         keep_from: u64,
     ) -> Result<RetentionReport> {
+        self.enforce_retention_with(now_ms, max_age, max_bytes, keep_from, &mut |_| {})
+    }
+
+    /// As [`PartitionLog::enforce_retention`], calling `before_delete` with the data file of
+    /// each segment about to go, so the caller can still read its records (the broker uses
+    /// it to delete the claim-check blobs they refer to).
+    pub fn enforce_retention_with(
+        &self,
+        now_ms: i64,
+        max_age: Option<Duration>,
+        max_bytes: Option<u64>,
+        keep_from: u64,
+        before_delete: &mut dyn FnMut(&Path),
+    ) -> Result<RetentionReport> {
         let mut report = RetentionReport::default();
         let mut state = self.state.lock();
         let mut total: u64 = state.segments.values().map(|segment| segment.size).sum();
@@ -393,6 +407,7 @@ impl PartitionLog {
             }
             let base = oldest.base_offset;
             let segment = state.segments.remove(&base).expect("oldest segment exists");
+            before_delete(&segment.path);
             segment.delete()?;
             total -= segment.size;
             report.segments_removed += 1;

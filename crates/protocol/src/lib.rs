@@ -19,6 +19,7 @@
 //!   `subscription_request` (private) their bodies.
 //! - [`rule_types`]: values of the event rule requests (rule, trace step); bodies in
 //!   `rule_request`.
+//! - `blob_request` (private): bodies of the claim-check blob requests (put, get).
 //! - [`codes`]: [`ErrorCode`] (stable status values) and [`ErrorResponse`].
 //! - [`handshake`]: [`PROTOCOL_VERSION`] and [`negotiate_version`] for `Hello`.
 //! - [`error`]: [`FrameError`], [`DecodeError`], [`BodyError`], [`EncodeError`].
@@ -33,6 +34,7 @@
 //! close. A [`DecodeError`] with a request id means only that request was bad: answer it with
 //! [`DecodeError::to_error_response`] and carry on.
 
+mod blob_request;
 mod codec;
 pub mod codes;
 pub mod error;

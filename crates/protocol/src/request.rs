@@ -94,11 +94,15 @@ pub enum RequestKind {
     DeleteRule = 36,
     /// Find the records routed from one record, recursively.
     Trace = 37,
+    /// Uploads one chunk of a claim-check blob.
+    BlobPut = 38,
+    /// Reads a range of a claim-check blob.
+    BlobGet = 39,
 }
 
 impl RequestKind {
     /// Every kind, in numeric order.
-    pub const ALL: [RequestKind; 37] = [
+    pub const ALL: [RequestKind; 39] = [
         RequestKind::Hello,
         RequestKind::CreateTopic,
         RequestKind::DeleteTopic,
@@ -136,12 +140,14 @@ impl RequestKind {
         RequestKind::ListRules,
         RequestKind::DeleteRule,
         RequestKind::Trace,
+        RequestKind::BlobPut,
+        RequestKind::BlobGet,
     ];
 
     /// Maps a wire value to a kind; `None` for values this implementation does not know.
     pub fn from_u16(value: u16) -> Option<RequestKind> {
         match value {
-            1..=37 => Some(Self::ALL[usize::from(value) - 1]),
+            1..=39 => Some(Self::ALL[usize::from(value) - 1]),
             _ => None,
         }
     }
@@ -439,6 +445,28 @@ pub enum Request {
         partition: u32,
         offset: u64,
     },
+    /// Kind 38.
+    BlobPut {
+        /// Client-chosen blob id: 1 to 64 characters of `[A-Za-z0-9_-]`.
+        id: String,
+        /// Where this chunk starts; chunks come in order.
+        offset: u64,
+        /// Size of the whole blob.
+        total: u64,
+        /// The chunk, at most 8 MiB.
+        data: Bytes,
+        /// Whether this is the final chunk.
+        last: bool,
+    },
+    /// Kind 39.
+    BlobGet {
+        /// Blob id.
+        id: String,
+        /// First byte wanted.
+        offset: u64,
+        /// Most bytes to return.
+        max: u32,
+    },
 }
 
 impl Request {
@@ -482,6 +510,8 @@ impl Request {
             Request::ListRules => RequestKind::ListRules,
             Request::DeleteRule { .. } => RequestKind::DeleteRule,
             Request::Trace { .. } => RequestKind::Trace,
+            Request::BlobPut { .. } => RequestKind::BlobPut,
+            Request::BlobGet { .. } => RequestKind::BlobGet,
         }
     }
 
@@ -609,6 +639,7 @@ impl Request {
             | Request::ListRules
             | Request::DeleteRule { .. }
             | Request::Trace { .. } => self.encode_rule_body(w)?,
+            Request::BlobPut { .. } | Request::BlobGet { .. } => self.encode_blob_body(w)?,
         }
         Ok(())
     }
@@ -707,6 +738,7 @@ impl Request {
             | RequestKind::ListRules
             | RequestKind::DeleteRule
             | RequestKind::Trace => Request::decode_rule_body(kind, r)?,
+            RequestKind::BlobPut | RequestKind::BlobGet => Request::decode_blob_body(kind, r)?,
         })
     }
 }

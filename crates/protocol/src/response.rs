@@ -46,8 +46,8 @@ pub enum Response {
     },
     /// Answers `CreateTopic`, `DeleteTopic`, `AddPartitions`, `LeaveGroup`,
     /// `CommitOffsets`, `DeleteGroup`, `CreateQueue`, `DeleteQueue`, `Nack`, `Extend`,
-    /// `Subscribe`, `Unsubscribe`, `CreateSubscription`, `DeleteSubscription`, `CreateRule`
-    /// and `DeleteRule`.
+    /// `Subscribe`, `Unsubscribe`, `CreateSubscription`, `DeleteSubscription`, `CreateRule`,
+    /// `DeleteRule` and `BlobPut`.
     Empty,
     /// Answers `ListTopics`.
     Topics(Vec<TopicSummary>),
@@ -146,6 +146,13 @@ pub enum Response {
     Rules(Vec<RuleWire>),
     /// Answers `Trace`: the routed copies, breadth first.
     Trace(Vec<TraceStepWire>),
+    /// Answers `BlobGet`.
+    Blob {
+        /// Size of the whole blob.
+        total: u64,
+        /// The bytes from the requested offset on, at most the requested number.
+        data: Bytes,
+    },
 }
 
 impl Response {
@@ -172,6 +179,7 @@ impl Response {
                     | K::DeleteSubscription
                     | K::CreateRule
                     | K::DeleteRule
+                    | K::BlobPut
             ),
             Response::Topics(_) => kind == K::ListTopics,
             Response::TopicDescription { .. } => kind == K::DescribeTopic,
@@ -193,6 +201,7 @@ impl Response {
             Response::Subscriptions(_) => kind == K::ListSubscriptions,
             Response::Rules(_) => kind == K::ListRules,
             Response::Trace(_) => kind == K::Trace,
+            Response::Blob { .. } => kind == K::BlobGet,
         }
     }
 
@@ -221,6 +230,7 @@ impl Response {
             Response::Subscriptions(_) => "Subscriptions",
             Response::Rules(_) => "Rules",
             Response::Trace(_) => "Trace",
+            Response::Blob { .. } => "Blob",
         }
     }
 
@@ -312,6 +322,10 @@ impl Response {
             Response::Subscriptions(all) => w.list("subscriptions", all)?,
             Response::Rules(all) => w.list("rules", all)?,
             Response::Trace(steps) => w.list("trace steps", steps)?,
+            Response::Blob { total, data } => {
+                w.u64(*total);
+                w.blob("blob data", data)?;
+            }
         }
         Ok(())
     }
@@ -339,7 +353,8 @@ impl Response {
             | K::CreateSubscription
             | K::DeleteSubscription
             | K::CreateRule
-            | K::DeleteRule => Response::Empty,
+            | K::DeleteRule
+            | K::BlobPut => Response::Empty,
             K::ListTopics => Response::Topics(r.list("topics")?),
             K::DescribeTopic => Response::TopicDescription {
                 name: r.string("topic name")?,
@@ -392,6 +407,10 @@ impl Response {
             K::ListSubscriptions => Response::Subscriptions(r.list("subscriptions")?),
             K::ListRules => Response::Rules(r.list("rules")?),
             K::Trace => Response::Trace(r.list("trace steps")?),
+            K::BlobGet => Response::Blob {
+                total: r.u64("total")?,
+                data: r.blob("blob data")?,
+            },
         })
     }
 }
@@ -613,6 +632,10 @@ mod tests {
             Response::Subscriptions(vec![]),
             Response::Rules(vec![]),
             Response::Trace(vec![]),
+            Response::Blob {
+                total: 3,
+                data: Bytes::from_static(b"abc"),
+            },
         ];
         for kind in RequestKind::ALL {
             let matching: Vec<_> = shapes.iter().filter(|s| s.answers(kind)).collect();

@@ -34,6 +34,7 @@ pub const KEYS: &[&str] = &[
     "fsync_interval",
     "max_record_bytes",
     "retention_check_interval",
+    "max_payload_bytes",
 ];
 
 /// Room a produce request needs around its largest record (request header, topic name,
@@ -75,6 +76,9 @@ pub struct RawConfig {
     pub max_record_bytes: String,
     #[serde(deserialize_with = "text_or_number")]
     pub retention_check_interval: String,
+    /// Largest claim-check payload (blob) accepted.
+    #[serde(deserialize_with = "text_or_number")]
+    pub max_payload_bytes: String,
 }
 
 /// Reads a text value, or a number as its decimal text, for the parsers of [`ServerConfig`].
@@ -125,6 +129,7 @@ impl Default for RawConfig {
             fsync_interval: "50ms".into(),
             max_record_bytes: "1 MiB".into(),
             retention_check_interval: "5m".into(),
+            max_payload_bytes: "64 MiB".into(),
         }
     }
 }
@@ -147,6 +152,8 @@ pub struct ServerConfig {
     pub log_level: String,
     pub topic_defaults: TopicConfig,
     pub retention_check_interval: Duration,
+    /// Largest claim-check blob accepted.
+    pub max_payload_bytes: u64,
 }
 
 /// A configuration that could not be loaded or is invalid.
@@ -318,6 +325,8 @@ impl ServerConfig {
             topic_defaults,
             retention_check_interval: parse_duration_or_ms(&raw.retention_check_interval)
                 .map_err(invalid("retention_check_interval"))?,
+            max_payload_bytes: parse_size(&raw.max_payload_bytes)
+                .map_err(invalid("max_payload_bytes"))?,
         })
     }
 }

@@ -42,6 +42,7 @@ pub fn error_response(err: &BrokerError) -> ErrorResponse {
         | BrokerError::SyncFailed { .. }
         | BrokerError::DataDirInUse { .. } => ErrorCode::StorageError,
         BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
+        BrokerError::Blob { .. } => ErrorCode::InvalidRequest,
         BrokerError::UnknownQueue(_) => ErrorCode::UnknownQueue,
         BrokerError::QueueExists(_) => ErrorCode::QueueExists,
         BrokerError::QueueFull { .. } => ErrorCode::QueueFull,

@@ -238,6 +238,21 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
         | Request::ListRules
         | Request::DeleteRule { .. }
         | Request::Trace { .. }) => crate::rule_handler::handle(broker, request),
+        Request::BlobPut {
+            id,
+            offset,
+            total,
+            data,
+            last,
+        } => blocking(broker, move |broker| {
+            broker
+                .put_blob(&id, offset, total, &data, last)
+                .map(|()| Response::Empty)
+        }),
+        Request::BlobGet { id, offset, max } => blocking(broker, move |broker| {
+            let (total, data) = broker.get_blob(&id, offset, max)?;
+            Ok(Response::Blob { total, data })
+        }),
         // Subscriptions belong to a connection, so the connection's session answers these.
         Request::Subscribe { .. } | Request::Unsubscribe { .. } | Request::Publish { .. } => {
             Outcome::Ready(Err(switchyard_protocol::ErrorResponse::new(

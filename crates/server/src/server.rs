@@ -44,6 +44,7 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let mut options = BrokerOptions::new(&config.data_dir);
         options.topic_defaults = config.topic_defaults.clone();
+        options.max_blob_bytes = config.max_payload_bytes;
         let opened = tokio::task::spawn_blocking(move || Broker::open(options))
             .await
             .map_err(|err| ServerError::Startup(err.to_string()))?;

@@ -38,6 +38,7 @@ pub(crate) struct FetchSpec {
     pub topic: Arc<str>,
     pub max_bytes: u32,
     pub max_wait: Duration,
+    pub resolve_blobs: bool,
 }
 
 impl Fetcher {
@@ -48,16 +49,17 @@ impl Fetcher {
         }
         let spec = spec.clone();
         let handle = self.tasks.spawn(async move {
-            let result = spec
-                .client
-                .fetch(
-                    &spec.topic,
-                    partition,
-                    offset,
-                    spec.max_bytes,
-                    spec.max_wait,
-                )
-                .await;
+            let (topic, client) = (&spec.topic, &spec.client);
+            let (max_bytes, max_wait) = (spec.max_bytes, spec.max_wait);
+            let result = if spec.resolve_blobs {
+                client
+                    .fetch(topic, partition, offset, max_bytes, max_wait)
+                    .await
+            } else {
+                client
+                    .fetch_unresolved(topic, partition, offset, max_bytes, max_wait)
+                    .await
+            };
             Fetched {
                 partition,
                 offset,

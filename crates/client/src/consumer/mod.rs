@@ -88,6 +88,8 @@ pub struct ConsumerOptions {
     pub max_bytes: u32,
     /// Longest a poll waits for data.
     pub max_wait: Duration,
+    /// Put claim-check values back (default); `false` hands out the blob references.
+    pub resolve_blobs: bool,
 }
 
 impl ConsumerOptions {
@@ -102,6 +104,7 @@ impl ConsumerOptions {
             auto_commit: true,
             max_bytes: DEFAULT_MAX_BYTES,
             max_wait: DEFAULT_MAX_WAIT,
+            resolve_blobs: true,
         }
     }
 }
@@ -158,6 +161,7 @@ impl Consumer {
             topic: context.topic.as_str().into(),
             max_bytes: options.max_bytes,
             max_wait: options.max_wait,
+            resolve_blobs: options.resolve_blobs,
         };
         Ok(Consumer {
             context,

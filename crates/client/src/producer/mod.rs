@@ -60,6 +60,8 @@ pub struct ProducerOptions {
     pub batch_bytes: usize,
     /// Most produce requests awaiting a response at once.
     pub max_in_flight: usize,
+    /// Values larger than this are uploaded as claim-check blobs (see `blobs`).
+    pub claim_check_threshold: usize,
 }
 
 impl Default for ProducerOptions {
@@ -69,6 +71,7 @@ impl Default for ProducerOptions {
             batch_records: DEFAULT_BATCH_RECORDS,
             batch_bytes: DEFAULT_BATCH_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            claim_check_threshold: crate::blobs::DEFAULT_CLAIM_CHECK_THRESHOLD,
         }
     }
 }
@@ -85,6 +88,7 @@ struct Shared {
     partitions: u32,
     max_record_bytes: u32,
     max_in_flight: u32,
+    claim_check_threshold: usize,
     /// Batching state; held across the wait for an in-flight slot so batches go out in the
     /// order they were closed.
     state: Mutex<State>,
@@ -132,6 +136,7 @@ impl Producer {
             partitions,
             max_record_bytes,
             max_in_flight,
+            claim_check_threshold: options.claim_check_threshold,
             state: Mutex::new(State {
                 accumulator: Accumulator::new(partitions, limits),
                 partitioner: Partitioner::new(partitions),
@@ -168,6 +173,10 @@ impl Producer {
     /// requests are outstanding; a record over `max_record_bytes` is refused at once.
     pub async fn send(&self, record: RecordBuf) -> Result<DeliveryReceipt> {
         let shared = &self.shared;
+        let record = shared
+            .client
+            .check_in(record, shared.claim_check_threshold)
+            .await?;
         check_record_size(&shared.topic, &record, shared.max_record_bytes)?;
         shared.check_open()?;
         let (waiter, receipt) = DeliveryReceipt::new(Arc::clone(&shared.topic));
@@ -205,9 +214,16 @@ impl Producer {
                 partition,
             });
         }
-        for record in &records {
-            check_record_size(&shared.topic, record, shared.max_record_bytes)?;
+        let mut checked = Vec::with_capacity(records.len());
+        for record in records {
+            let record = shared
+                .client
+                .check_in(record, shared.claim_check_threshold)
+                .await?;
+            check_record_size(&shared.topic, &record, shared.max_record_bytes)?;
+            checked.push(record);
         }
+        let records = checked;
         let batch = encode_batch(&records);
         let _permit = shared.acquire_slot().await?;
         shared.client.produce(&shared.topic, partition, batch).await
