@@ -184,7 +184,10 @@ pub async fn run(settings: &PubsubSettings) -> anyhow::Result<serde_json::Value>
             "size": settings.size,
             "rate": settings.rate,
             "subscriber_buffer": SUBSCRIBER_BUFFER,
-            "pubsub": "NATS core, no JetStream, one publisher connection, one connection per subscriber",
+            "pubsub": concat!(
+                "NATS core, no JetStream, one publisher connection, ",
+                "one connection per subscriber"
+            ),
         },
     }))
 }

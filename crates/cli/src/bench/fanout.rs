@@ -275,7 +275,8 @@ pub async fn run(
     }
     if let Some(b) = broker {
         print_line(format_args!(
-            "broker during the read: {:.2} s CPU ({:.3} µs per record read), {} bytes read from disk",
+            "broker during the read: {:.2} s CPU ({:.3} µs per record read), \
+             {} bytes read from disk",
             b.cpu_seconds,
             b.cpu_seconds * 1e6 / read_total.max(1) as f64,
             b.read_bytes

@@ -78,7 +78,8 @@ pub fn partition_offsets() -> impl Strategy<Value = Vec<PartitionOffset>> {
     )
 }
 
-/// Any request, stream, queue, pub/sub, subscription and rule kinds weighted by how many kinds each has.
+/// Any request: stream, queue, pub/sub, subscription and rule kinds, weighted by how many
+/// kinds each has.
 pub fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         17 => stream_request(),
