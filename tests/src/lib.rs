@@ -356,3 +356,51 @@ pub fn flights_data_zip() -> PathBuf {
     let path = String::from_utf8(output.stdout).expect("utf-8 path");
     PathBuf::from(path.trim())
 }
+
+/// Longest one `flights` run may take: a load is about 5 s in a debug build, so this leaves
+/// a loaded 2-core machine a wide margin while still failing a hung run well before CI does.
+pub const FLIGHTS_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Starts `flights ARGS` against the broker at `addr`.
+pub fn spawn_flights(addr: &str, args: &[&str]) -> Child {
+    Command::new(flights_binary())
+        .args(args)
+        .env("SWITCHYARD_SERVER", addr)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn flights")
+}
+
+/// Waits for a `flights` run that must succeed within [`FLIGHTS_TIMEOUT`]; kills it
+/// otherwise. Returns its output.
+pub fn finish_flights(child: Child, args: &[&str]) -> Output {
+    let pid = child.id().to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let Ok(output) = done_rx.recv_timeout(FLIGHTS_TIMEOUT) else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!(
+            "`flights {}` did not finish in {FLIGHTS_TIMEOUT:?}",
+            args.join(" ")
+        );
+    };
+    let output = output.expect("wait for flights");
+    assert!(
+        output.status.success(),
+        "`flights {}` failed ({}):\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Runs `flights ARGS` to the end; returns its output.
+pub fn run_flights(addr: &str, args: &[&str]) -> Output {
+    finish_flights(spawn_flights(addr, args), args)
+}

@@ -11,64 +11,19 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use switchyard_tests::flights_data_zip;
 use switchyard_tests::BrokerProcess;
-use switchyard_tests::{flights_binary, flights_data_zip};
+use switchyard_tests::{finish_flights as finish, run_flights as flights, spawn_flights};
 
 /// Rows of flights.csv.
 const ROWS: u64 = 336_776;
 
 /// Rows replayed while the board watches.
 const SLICE: usize = 5_000;
-
-/// Longest one `flights` run may take.
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Starts `flights ARGS` against the broker at `addr`.
-fn spawn_flights(addr: &str, args: &[&str]) -> Child {
-    Command::new(flights_binary())
-        .args(args)
-        .env("SWITCHYARD_SERVER", addr)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn flights")
-}
-
-/// Waits for a run that must succeed within [`RUN_TIMEOUT`]; kills it otherwise.
-fn finish(child: Child, args: &[&str]) -> Output {
-    let pid = child.id().to_string();
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait_with_output());
-    });
-    let Ok(output) = done_rx.recv_timeout(RUN_TIMEOUT) else {
-        let _ = Command::new("kill").args(["-KILL", &pid]).status();
-        panic!(
-            "`flights {}` did not finish in {RUN_TIMEOUT:?}",
-            args.join(" ")
-        );
-    };
-    let output = output.expect("wait for flights");
-    assert!(
-        output.status.success(),
-        "`flights {}` failed ({}):\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn flights(addr: &str, args: &[&str]) -> Output {
-    finish(spawn_flights(addr, args), args)
-}
 
 /// Logs how long a step took.
 fn timed<T>(step: &str, run: impl FnOnce() -> T) -> T {
