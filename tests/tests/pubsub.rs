@@ -3,6 +3,11 @@
 //! - `patterns_route_records_in_publish_order`: `a.>` gets all five subjects in publish
 //!   order, `a.*.B` the two that match, a filter picks by key, `a.>.b` is refused saying
 //!   why, and a subject that is also a topic stores what it delivers.
+//! - `a_subscription_to_several_patterns_gets_each_record_once`: `a.A,a.*.B` gets `a.A`,
+//!   `a.Z.B` and `a.A.B` once each in publish order, `a.A,a.*,a.>` (every record matched by
+//!   two of its patterns) gets each of the five once, `a.>` all five, `a.>.b` is refused
+//!   alone and inside a list, unsubscribing a list removes all its patterns, and
+//!   `switchyard subscribe 'a.A,a.*.B'` prints the same three.
 //! - `a_slow_subscriber_drops_and_counts_without_slowing_anyone`: two subscribers that do not
 //!   read (one through the client, one a raw socket that stops reading altogether) while
 //!   200,000 records are published; publishing finishes in bounded time, a reading
@@ -121,6 +126,101 @@ fn patterns_route_records_in_publish_order() {
             ("a.T", "t0".into())
         );
     });
+}
+
+#[test]
+fn a_subscription_to_several_patterns_gets_each_record_once() {
+    let (broker, _data) = start();
+    let addr = broker.addr.clone();
+    let args = [
+        "subscribe",
+        "a.A,a.*.B",
+        "--count",
+        "4",
+        "--format",
+        "%t %v\\n",
+    ];
+    let (cli_subscriber, _log) = background(&addr, &args, "subscribed to `a.A,a.*.B`");
+    runtime().block_on(async {
+        let client = Client::connect(&broker.addr).await.expect("connect");
+        let mut set = (client.subscribe("a.A,a.*.B", None).await).expect("subscribe a set");
+        assert_eq!(set.pattern(), "a.A,a.*.B");
+        let overlapping = client.subscribe("a.A,a.*,a.>", None).await;
+        let mut overlapping = overlapping.expect("subscribe an overlapping set");
+        let mut all = client.subscribe("a.>", None).await.expect("subscribe a.>");
+        for bad in ["a.>.b", "a.A,a.>.b"] {
+            let refused = client
+                .subscribe(bad, None)
+                .await
+                .expect_err("tail not last");
+            assert!(
+                refused
+                    .to_string()
+                    .contains("`>` may only be the last token"),
+                "{bad}: {refused}"
+            );
+        }
+
+        let publisher = Client::connect(&broker.addr).await.expect("connect");
+        let subjects = ["a.A", "a.B", "a.Z.B", "a.Z.C", "a.A.B"];
+        let mut reached = Vec::new();
+        for subject in subjects {
+            let record = PublishRecordWire::new(Bytes::from(subject));
+            let published = publisher.publish(subject, record).await.expect("publish");
+            reached.push(published.subscribers);
+        }
+        // The CLI's subscription counts too: four subscriptions on `a.A`, each once.
+        assert_eq!(reached, [4, 2, 4, 2, 4], "one count per subscription");
+        let fence = publisher.publish("a.Y.B", PublishRecordWire::new("fence"));
+        assert_eq!(fence.await.expect("fence").subscribers, 4);
+
+        let once = ["a.A", "a.Z.B", "a.A.B", "fence"];
+        assert_eq!(
+            gather(&mut set, 4).await,
+            once,
+            "each once, in publish order"
+        );
+        let every = ["a.A", "a.B", "a.Z.B", "a.Z.C", "a.A.B", "fence"];
+        assert_eq!(gather(&mut overlapping, 6).await, every);
+        assert_eq!(gather(&mut all, 6).await, every);
+        assert!(set.try_next().is_none() && overlapping.try_next().is_none());
+
+        let printed = output_of(cli_subscriber);
+        assert_eq!(printed, "a.A a.A\na.Z.B a.Z.B\na.A.B a.A.B\na.Y.B fence\n");
+
+        // Unsubscribing a list takes all of its patterns away (once the CLI's connection,
+        // which ended with its fourth record, is gone too).
+        set.unsubscribe().await.expect("unsubscribe");
+        overlapping.unsubscribe().await.expect("unsubscribe");
+        all.unsubscribe().await.expect("unsubscribe");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for subject in ["a.A", "a.B", "a.Z.B", "a.A.B"] {
+            loop {
+                let record = PublishRecordWire::new("after");
+                let published = publisher.publish(subject, record).await.expect("publish");
+                if published.subscribers == 0 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "`{subject}` still has subscribers"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+}
+
+/// The values of the next `count` messages of `subscription`, none of them after a drop.
+async fn gather(subscription: &mut switchyard_client::Subscription, count: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let message = subscription.next_within(Duration::from_secs(10)).await;
+        let message = message.expect("every matching record arrives");
+        assert_eq!(message.dropped, 0);
+        seen.push(text(&message.value));
+    }
+    seen
 }
 
 /// A subscriber on a bare socket: after the handshake and its subscribe it reads nothing

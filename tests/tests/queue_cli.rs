@@ -113,6 +113,9 @@ fn queue_commands_round_trip_through_the_dead_letter_queue() {
     let mut lines: Vec<&str> = again.lines().collect();
     lines.sort_unstable();
     assert_eq!(lines, ["three/src=cli", "two/src=cli"]);
+    // What was redriven is no longer listed as dead, and looking leased nothing.
+    let listed = broker.cli_ok(&["dlq", "list", "smoke"]);
+    assert!(listed.contains("holds no dead letters"), "{listed}");
     let end = stats(&broker, "smoke");
     assert_eq!(
         (end["ready"].as_u64(), end["in_flight"].as_u64()),

@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     /// Claim-check blobs (see `blobs`).
     pub blobs: Arc<dyn crate::blobs::BlobStore>,
     pub max_blob_bytes: u64,
+    /// Logs of subscriptions bound to patterns or filtered (see `subscription_log`).
+    pub subscription_logs: RwLock<crate::subscription_log::SubscriptionLogs>,
     /// The open, exclusively locked `<data_dir>/.lock`; the lock goes with the last handle.
     _lock: fs::File,
 }
@@ -153,7 +155,12 @@ impl Broker {
             .collect();
         let rules = crate::rules::store::RuleStore::open(&options.data_dir.join("rules"))?;
         let blobs = crate::blobs::local::LocalBlobStore::open(&options.data_dir.join("blobs"))?;
+        let subscription_logs = crate::subscription_log::SubscriptionLogs {
+            root: options.data_dir.join("subscription-logs"),
+            logs: BTreeMap::new(),
+        };
         let inner = Inner {
+            subscription_logs: RwLock::new(subscription_logs),
             blobs: Arc::new(blobs),
             max_blob_bytes: options.max_blob_bytes,
             rules: Mutex::new(rules),
@@ -172,6 +179,7 @@ impl Broker {
         let broker = Broker {
             inner: Arc::new(inner),
         };
+        broker.open_subscription_logs()?;
         broker.recover_blobs()?;
         Ok((broker, recoveries))
     }
@@ -209,6 +217,13 @@ impl Broker {
     /// Creates a topic with its partitions' folders; the settings file is written last, so a
     /// crash half-way leaves a folder that the next start removes.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        names::validate("topic", name)?;
+        refuse_internal("create", name)?;
+        self.create_internal_topic(name, config)
+    }
+
+    /// Creates a topic whose name may start with `__`, for the broker's own use.
+    pub(crate) fn create_internal_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         self.check_running()?;
         names::validate("topic", name)?;
         config.validate().map_err(BrokerError::InvalidConfig)?;
@@ -239,6 +254,13 @@ impl Broker {
 
     /// Deletes a topic, its data, and the groups that read it.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        refuse_internal("delete", name)?;
+        self.delete_internal_topic(name)?;
+        self.forget_source_topic(name)
+    }
+
+    /// Deletes a topic whose name may start with `__`.
+    pub(crate) fn delete_internal_topic(&self, name: &str) -> Result<()> {
         self.check_running()?;
         let topic = self.inner.topics.write().remove(name);
         let topic = topic.ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
@@ -249,7 +271,7 @@ impl Broker {
             .join(format!("{name}.deleted-{}", self.now_ms()));
         fs::rename(&topic.dir, &tomb).map_err(|err| BrokerError::io(&topic.dir, err))?;
         fs::remove_dir_all(&tomb).map_err(|err| BrokerError::io(&tomb, err))?;
-        self.inner.blobs.delete_topic(name)?;
+        self.delete_topic_blobs(name)?;
         self.delete_groups_of_topic(name)?;
         self.inner
             .queues
@@ -342,6 +364,24 @@ impl Broker {
         tracing::info!("broker state flushed");
         Ok(())
     }
+}
+
+/// Refuses a client's `action` on one of the broker's own topics.
+pub(crate) fn refuse_internal(action: &str, topic: &str) -> Result<()> {
+    if !crate::subscription_log::is_internal(topic) {
+        return Ok(());
+    }
+    let owner = topic
+        .strip_prefix(crate::subscription_log::LOG_TOPIC_PREFIX)
+        .map(|name| format!("; `{topic}` is the log of subscription `{name}`"))
+        .unwrap_or_default();
+    Err(BrokerError::InvalidName {
+        kind: "topic",
+        name: topic.to_string(),
+        reason: format!(
+            "names starting with `__` are the broker's own, so clients cannot {action} them{owner}"
+        ),
+    })
 }
 
 /// Name of the lock file in the data folder.

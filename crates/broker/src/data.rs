@@ -33,18 +33,33 @@ impl Broker {
     /// call [`Broker::sync_partition`] before acknowledging; `needs_sync` says so. Keeping
     /// the fsync separate lets an async server run it off its event loop.
     pub fn append(&self, topic: &str, partition: u32, batch: &Bytes) -> Result<Appended> {
+        crate::broker::refuse_internal("write to", topic)?;
+        let appended = self.append_unchecked(topic, partition, batch)?;
+        // Subscription logs copy from the log, so they see the batch just stored.
+        self.copy_appended(topic, partition);
+        Ok(appended)
+    }
+
+    /// Appends to any topic, the broker's own included, without copying to subscription logs.
+    pub(crate) fn append_unchecked(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &Bytes,
+    ) -> Result<Appended> {
         self.check_running()?;
         let handle = self.topic(topic)?;
         let policy = handle.config().fsync;
         let target = handle.partition(partition)?;
-        // Claim-check references: every blob must be complete before the batch is stored.
-        let blob_ids = crate::blobs::referenced_ids(batch);
-        self.check_blobs(&blob_ids)?;
+        // Claim-check references: every blob must exist before the batch is stored, and the
+        // lock holds until the references are recorded.
+        let blobs = crate::blobs::mentions(batch);
+        let _blob_lock = self.check_blobs(topic, &blobs)?;
         let info = target
             .log
             .append(batch, self.now_ms())
             .map_err(|err| BrokerError::from_log(topic, partition, err))?;
-        self.attach_blobs(topic, &blob_ids)?;
+        self.attach_blobs(topic, partition, info.base_offset, &blobs)?;
         target.appended.notify_waiters();
         Ok(Appended {
             info,

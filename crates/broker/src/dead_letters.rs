@@ -60,13 +60,14 @@ impl Broker {
                     .record
                     .headers
                     .iter()
-                    .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX))
+                    .filter(|(name, _)| kept_header(name))
                     .cloned()
                     .collect(),
                 delay_ms: Some(0),
                 ..SendRecord::default()
             };
-            match self.send(&source, vec![record])?.first() {
+            // Unchecked: the claim-check headers are reserved but must come along.
+            match self.send_unchecked(&source, vec![record])?.first() {
                 Some(SendOutcome::Stored(_) | SendOutcome::Duplicate(_)) => {
                     self.ack(dead_letter, std::slice::from_ref(&delivery.token))?;
                     moved += 1;
@@ -139,6 +140,12 @@ impl Broker {
     }
 }
 
+/// Whether a header travels into a dead letter and back out of it: the sender's own, and the
+/// claim-check reference (the dead letter refers to the same blob, which it keeps alive).
+fn kept_header(name: &str) -> bool {
+    !name.starts_with(RESERVED_PREFIX) || crate::blobs::is_blob_header(name)
+}
+
 /// Header naming the queue a dead letter came from.
 pub const DLQ_SOURCE: &str = "sy-dlq-source";
 /// Headers that tell where and why a record died.
@@ -154,7 +161,7 @@ fn dead_letter_record(queue: &str, dead: &Doomed, record: &Record, now: i64) -> 
     let mut headers: Vec<Header> = record
         .headers
         .iter()
-        .filter(|(name, _)| !name.starts_with(RESERVED_PREFIX))
+        .filter(|(name, _)| kept_header(name))
         .cloned()
         .collect();
     headers.push((DLQ_SOURCE.into(), text(queue.to_string())));

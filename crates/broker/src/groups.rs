@@ -64,6 +64,18 @@ impl Broker {
     ) -> Result<Assignment> {
         self.check_running()?;
         names::validate("group", group)?;
+        if self.inner.queues.read().contains_key(group) {
+            return Err(BrokerError::InvalidConfig(format!(
+                "`{group}` is a queue, not a consumer group; read it with `switchyard receive \
+                 {group}`"
+            )));
+        }
+        if topic.contains(['*', '>', ',']) {
+            return Err(BrokerError::InvalidConfig(format!(
+                "`{topic}` is a pattern, and group `{group}` is not a subscription on it; \
+                 create one first: switchyard sub create '{topic}' {group}"
+            )));
+        }
         let partitions = self.topic(topic)?.partition_count();
         if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&session_timeout_ms) {
             return Err(BrokerError::InvalidConfig(format!(
@@ -252,6 +264,13 @@ impl Broker {
     }
 
     pub fn delete_group(&self, group: &str) -> Result<()> {
+        if let Some(log) = self.subscription_log(group) {
+            return Err(BrokerError::InvalidConfig(format!(
+                "group `{group}` is the subscription on `{}`; delete it with `switchyard sub \
+                 delete {group}`",
+                log.spec.source
+            )));
+        }
         let mut groups = self.inner.groups.lock();
         if groups.live.remove(group).is_none() {
             return Err(BrokerError::UnknownGroup(group.to_string()));

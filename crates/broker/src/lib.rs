@@ -13,6 +13,7 @@
 //! - [`queue`], `queues`: queues with leases over a topic (state machine, journal, service).
 //! - [`maintenance`]: the background thread for periodic fsync, expiry and retention.
 //! - [`rules`]: event rules that route records between topics, and tracing their copies.
+//! - [`subscription_log`]: the logs of subscriptions bound to patterns or filtered.
 //! - [`clock`]: injectable time.
 
 pub mod blobs;
@@ -26,9 +27,11 @@ mod groups;
 pub mod maintenance;
 pub mod names;
 pub mod queue;
+mod queue_peek;
 mod queues;
 pub mod route;
 pub mod rules;
+pub mod subscription_log;
 mod subscriptions;
 pub mod syncer;
 pub mod topic;

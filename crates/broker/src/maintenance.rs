@@ -1,5 +1,5 @@
-//! Background work: periodic fsync of `interval` topics, member expiry, retention, and
-//! routing records by event rules.
+//! Background work: periodic fsync of `interval` topics, member expiry, retention,
+//! routing records by event rules, and catching subscription logs up and checkpointing them.
 //!
 //! One plain thread does all of it; each job is cheap when there is nothing to do, and a
 //! thread keeps the broker usable without an async runtime when embedded.
@@ -95,11 +95,11 @@ impl Broker {
             let config = topic.config();
             let has_blobs = self.inner.blobs.has_topic(&topic.name);
             for partition in topic.partitions() {
-                // Blob ids of removed segments, read before the files go.
-                let mut blob_ids = Vec::new();
+                // Blob references of removed segments, read before the files go.
+                let mut blobs = Vec::new();
                 let mut collect = |path: &std::path::Path| {
                     if has_blobs {
-                        blob_ids.extend(crate::blobs::ids_in_file(path));
+                        blobs.extend(crate::blobs::mentions_in_file(path));
                     }
                 };
                 let report = partition
@@ -121,9 +121,7 @@ impl Broker {
                         "retention removed segments"
                     );
                 }
-                for id in &blob_ids {
-                    self.inner.blobs.delete(Some(&topic.name), id)?;
-                }
+                self.release_blobs(&topic.name, partition.id, &blobs)?;
                 totals.segments_removed += report.segments_removed;
                 totals.bytes_removed += report.bytes_removed;
             }
@@ -135,6 +133,9 @@ impl Broker {
 fn run(weak: Weak<Inner>, options: MaintenanceOptions) {
     let mut last_sync = HashMap::new();
     let mut last_retention = std::time::Instant::now();
+    let mut last_checkpoint = std::time::Instant::now();
+    let checkpoint_every =
+        Duration::from_millis(crate::subscription_log::CHECKPOINT_INTERVAL_MS as u64);
     loop {
         std::thread::sleep(TICK);
         let Some(inner) = weak.upgrade() else { return };
@@ -148,6 +149,13 @@ fn run(weak: Weak<Inner>, options: MaintenanceOptions) {
         broker.expire_members();
         broker.tick_queues();
         broker.route_rules();
+        broker.copy_all_logs();
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = std::time::Instant::now();
+            if let Err(err) = broker.checkpoint_subscription_logs() {
+                tracing::warn!(error = %err, "subscription log checkpoint failed");
+            }
+        }
         if last_retention.elapsed() >= options.retention_check {
             last_retention = std::time::Instant::now();
             if let Err(err) = broker.enforce_retention() {

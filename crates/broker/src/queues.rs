@@ -136,6 +136,14 @@ impl Broker {
                     "queue `{name}` cannot be its own dead-letter queue"
                 )));
             }
+            // Groups and queues share one namespace: a dead-letter queue must not take the
+            // name of a consumer group (a stream subscription, say).
+            if self.inner.groups.lock().live.contains_key(dead_letter) {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "dead-letter queue `{dead_letter}` of queue `{name}` would take the name of \
+                     consumer group `{dead_letter}`; pick another with --dead-letter"
+                )));
+            }
         }
         let partitions = if config.priorities > 1 {
             u32::from(config.priorities)
@@ -191,9 +199,19 @@ impl Broker {
         Ok(())
     }
 
-    /// Deletes a queue and its topic. Its dead-letter queue stays.
+    /// Deletes a queue and its topic. Its dead-letter queue stays. A queue subscription
+    /// reads a topic it does not own, so it is deleted as a subscription instead.
     pub fn delete_queue(&self, name: &str) -> Result<()> {
-        self.queue(name)?;
+        let queue = self.queue(name)?;
+        if queue.topic.name != name {
+            let source = self
+                .subscription_log(name)
+                .map_or_else(|| queue.topic.name.clone(), |log| log.spec.source.clone());
+            return Err(BrokerError::InvalidConfig(format!(
+                "queue `{name}` is a subscription on `{source}`; delete it with \
+                 `switchyard sub delete {name}`"
+            )));
+        }
         self.delete_topic(name)
     }
 
@@ -364,7 +382,14 @@ impl Broker {
     ) -> Result<()> {
         for (partition, (builder, members)) in std::mem::take(batches) {
             // Appended now; an `always` topic's fsync waits until the queue's lock is free.
-            let appended = self.append(&queue.topic.name, partition, &builder.finish())?;
+            // A queue subscription on patterns reads its own log (`__sub.NAME`), which only
+            // the broker writes: sends and redrives to the queue go there directly.
+            let batch = builder.finish();
+            let appended = if crate::subscription_log::is_internal(&queue.topic.name) {
+                self.append_unchecked(&queue.topic.name, partition, &batch)?
+            } else {
+                self.append(&queue.topic.name, partition, &batch)?
+            };
             if appended.needs_sync {
                 to_sync.insert(partition);
             }
@@ -508,10 +533,15 @@ impl Broker {
         let now = self.now_ms();
         let doomed = {
             let mut inner = queue.inner.lock();
-            let doomed = inner
+            let failed = error.clone();
+            let (pos, doomed) = inner
                 .state
                 .nack(token, delay_ms, error, now)
                 .map_err(|err| token_error(&queue, err))?;
+            // Journaled so that a dead letter made after a restart still says why.
+            if let (Some(error), None) = (failed, &doomed) {
+                inner.journal.push(&Event::Failed { pos, error });
+            }
             (queue.persist(&mut inner)?, doomed)
         };
         let (durable, doomed) = doomed;
@@ -637,8 +667,17 @@ impl Broker {
         Ok(())
     }
 
-    /// Lowest offset of a partition that a retention-protecting queue still needs.
+    /// Lowest offset of a partition that a retention-protecting queue, or the group of the
+    /// subscription whose log it is, still needs.
     pub(crate) fn retention_floor(&self, topic: &str, partition: u32) -> u64 {
+        // A subscription's own log keeps what its group has not committed, as a queue keeps
+        // what is not acked: those records exist only for that subscriber.
+        if let Some(name) = topic.strip_prefix(crate::subscription_log::LOG_TOPIC_PREFIX) {
+            let groups = self.inner.groups.lock();
+            if let Some(record) = groups.store.get(name).filter(|r| r.topic == topic) {
+                return record.offsets.get(&partition).copied().unwrap_or(0);
+            }
+        }
         let queues: Vec<Arc<Queue>> = self.inner.queues.read().values().cloned().collect();
         queues
             .iter()

@@ -1,5 +1,6 @@
 //! Subscriptions: named, durable readers of a topic, each in its own mode, all reading the
-//! same log (fanout without copying).
+//! same log (fanout without copying); or readers of patterns, or filtered stream readers,
+//! each reading a log of its own that the broker fills (see `subscription_log`).
 //!
 //! - `stream`: a consumer group (see `groups.rs`);
 //! - `exclusive`: a consumer group whose earliest member holds every partition, the others
@@ -11,6 +12,8 @@
 //! (committed offsets for groups, cursors for queues), so records sent between creating the
 //! subscription and its first consumer joining are not missed.
 
+use std::collections::BTreeMap;
+
 use crate::broker::{Broker, Groups};
 use crate::data::OffsetSpec;
 use crate::error::{BrokerError, Result};
@@ -18,6 +21,9 @@ use crate::group::{Group, ResetPolicy};
 use crate::names;
 use crate::queue::config::QueueConfig;
 use crate::queue::journal::Event;
+use crate::route::PatternSet;
+use crate::subscription_log::parse_source;
+use crate::subscription_log::store::LogSpec;
 use crate::topic_config::TopicConfig;
 
 /// How a subscription hands out records.
@@ -41,11 +47,14 @@ pub enum StartAt {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionSpec {
     pub mode: SubscriptionMode,
-    /// Queue mode only: records that do not pass are skipped by the broker.
+    /// Records that do not pass are skipped by the broker: a queue skips them as it scans
+    /// its topic, the other modes get a log of their own that holds only those that pass.
     pub filter: Option<String>,
     pub start: StartAt,
     /// Queue mode: the queue's settings (its `filter` is taken from `filter` above).
     pub queue: QueueConfig,
+    /// Partitions of the subscription's own log, when it has one; 0 takes the default, 1.
+    pub log_partitions: u32,
 }
 
 /// One subscription, for listings.
@@ -57,24 +66,106 @@ pub struct SubscriptionSummary {
 }
 
 impl Broker {
-    /// Creates subscription `name` on `topic`.
+    /// Creates subscription `name` on `source`: one topic, or a pattern set such as
+    /// `a.A,a.*.B`. A subscription on one topic reads that topic; one on patterns, or a
+    /// filtered stream or exclusive one, reads a log of its own (see `subscription_log`).
     pub fn create_subscription(
         &self,
-        topic: &str,
+        source: &str,
         name: &str,
         spec: SubscriptionSpec,
     ) -> Result<()> {
         self.check_running()?;
         names::validate("subscription", name)?;
-        let handle = self.topic(topic)?;
         let taken = self.inner.queues.read().contains_key(name)
-            || self.inner.groups.lock().live.contains_key(name);
+            || self.inner.groups.lock().live.contains_key(name)
+            || self.subscription_log(name).is_some();
         if taken {
             return Err(BrokerError::InvalidConfig(format!(
                 "a subscription named `{name}` already exists; pick another name"
             )));
         }
-        let starts = self.start_offsets(topic, handle.partition_count(), spec.start)?;
+        let (patterns, _) = parse_source(name, source, spec.filter.as_deref())?;
+        let single = patterns.as_single_literal().map(str::to_string);
+        if let Some(topic) = &single {
+            crate::broker::refuse_internal("subscribe to", topic)?;
+            let handle = self.topic(topic)?;
+            let direct = spec.filter.is_none() || spec.mode == SubscriptionMode::Queue;
+            if direct {
+                if spec.log_partitions > 1 {
+                    return Err(BrokerError::InvalidConfig(format!(
+                        "subscription `{name}` reads topic `{topic}` itself, so it has no log \
+                         to partition; leave out the partition count (it has {})",
+                        crate::error::partition_count(handle.partition_count())
+                    )));
+                }
+                let starts = self.start_offsets(topic, handle.partition_count(), spec.start)?;
+                self.attach_reader(topic, name, spec, &starts)?;
+                tracing::info!(topic, subscription = name, "subscription created");
+                return Ok(());
+            }
+        }
+        // A queue's dead letters must not be copied back into the queue's own log.
+        let exclude: Vec<String> = match spec.mode {
+            SubscriptionMode::Queue => spec.queue.dead_letter.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let mut starts = BTreeMap::new();
+        for (topic, partitions) in self.list_topics() {
+            let excluded = exclude.contains(&topic);
+            if !crate::subscription_log::is_internal(&topic)
+                && patterns.matches(&topic)
+                && !excluded
+            {
+                let offsets = self.start_offsets(&topic, partitions, spec.start)?;
+                starts.insert(topic, offsets);
+            }
+        }
+        let log_name = crate::subscription_log::log_topic(name);
+        if log_name.len() > names::MAX_NAME_LEN {
+            let most = names::MAX_NAME_LEN - crate::subscription_log::LOG_TOPIC_PREFIX.len();
+            return Err(BrokerError::InvalidName {
+                kind: "subscription",
+                name: name.to_string(),
+                reason: format!(
+                    "it is {} characters long; a subscription with a log of its own (on \
+                     patterns, or filtered) may have at most {most}",
+                    name.len()
+                ),
+            });
+        }
+        let log_spec = LogSpec {
+            name: name.to_string(),
+            source: patterns.to_string(),
+            filter: spec.filter.clone(),
+            exclude,
+        };
+        let partitions = spec.log_partitions.max(1);
+        let log = self.prepare_subscription_log(log_spec, partitions, starts)?;
+        let reader = SubscriptionSpec {
+            // Filtered on the way into the log already.
+            filter: None,
+            ..spec
+        };
+        let starts = vec![0; partitions as usize];
+        let attached = self.attach_reader(&log.topic, name, reader, &starts);
+        if let Err(err) = attached.and_then(|()| self.open_subscription_log(log).map(drop)) {
+            self.delete_subscription_log(name)?;
+            return Err(err);
+        }
+        tracing::info!(source = %patterns, subscription = name, "subscription created");
+        Ok(())
+    }
+
+    /// Creates the group or queue named `name` that reads `topic` from `starts`.
+    fn attach_reader(
+        &self,
+        topic: &str,
+        name: &str,
+        spec: SubscriptionSpec,
+        starts: &[u64],
+    ) -> Result<()> {
+        let handle = self.topic(topic)?;
         match spec.mode {
             SubscriptionMode::Queue => {
                 let config = QueueConfig {
@@ -94,15 +185,6 @@ impl Broker {
                 queue.persist(&mut inner)?.wait()?;
             }
             SubscriptionMode::Stream | SubscriptionMode::Exclusive => {
-                if spec.filter.is_some() {
-                    // TODO: filter stream subscriptions at fetch time — needs a fetch that
-                    // names its group, so the broker can skip records and re-batch the rest.
-                    return Err(BrokerError::InvalidConfig(
-                        "filters are supported on queue subscriptions only, for now; create \
-                         the subscription with mode queue"
-                            .into(),
-                    ));
-                }
                 let exclusive = spec.mode == SubscriptionMode::Exclusive;
                 let mut groups = self.inner.groups.lock();
                 let Groups { live, store } = &mut *groups;
@@ -124,8 +206,22 @@ impl Broker {
                 live.insert(name.to_string(), group);
             }
         }
-        tracing::info!(topic, subscription = name, mode = ?spec.mode, "subscription created");
         Ok(())
+    }
+
+    /// The topic a member of group `group` reads when it asks for `requested`: the
+    /// subscription's own log when the group belongs to a subscription with one and
+    /// `requested` names its source (`a.>`) or the log itself, else `requested`.
+    pub fn group_topic(&self, group: &str, requested: &str) -> String {
+        let Some(log) = self.subscription_log(group) else {
+            return requested.to_string();
+        };
+        let names_source = PatternSet::parse(requested).is_ok_and(|set| set == log.source);
+        if names_source {
+            log.topic.clone()
+        } else {
+            requested.to_string()
+        }
     }
 
     /// Every subscription, or those of one topic.
@@ -136,7 +232,6 @@ impl Broker {
             groups
                 .live
                 .values()
-                .filter(|group| wanted(&group.topic))
                 .map(|group| SubscriptionSummary {
                     name: group.name.clone(),
                     topic: group.topic.clone(),
@@ -149,22 +244,38 @@ impl Broker {
                 .collect()
         };
         let queues = self.inner.queues.read();
-        all.extend(
-            queues
-                .values()
-                .filter(|queue| wanted(&queue.topic.name))
-                .map(|queue| SubscriptionSummary {
-                    name: queue.name.clone(),
-                    topic: queue.topic.name.clone(),
-                    mode: SubscriptionMode::Queue,
-                }),
-        );
+        all.extend(queues.values().map(|queue| SubscriptionSummary {
+            name: queue.name.clone(),
+            topic: queue.topic.name.clone(),
+            mode: SubscriptionMode::Queue,
+        }));
+        for summary in &mut all {
+            if let Some(log) = self.subscription_log(&summary.name) {
+                if summary.topic == log.topic {
+                    summary.topic = log.spec.source.clone();
+                }
+            }
+        }
+        // A subscription on patterns is one of a topic's when its patterns match the topic.
+        all.retain(|summary| {
+            wanted(&summary.topic)
+                || topic.is_some_and(|topic| {
+                    self.subscription_log(&summary.name)
+                        .is_some_and(|log| log.reads(topic))
+                })
+        });
         all.sort_by(|a, b| (&a.topic, &a.name).cmp(&(&b.topic, &b.name)));
         all
     }
 
     /// Deletes a subscription; its topic and the other subscriptions are untouched.
     pub fn delete_subscription(&self, name: &str) -> Result<()> {
+        if self.subscription_log(name).is_some() {
+            // Deleting its log deletes the group or queue reading it.
+            self.delete_subscription_log(name)?;
+            tracing::info!(subscription = name, "subscription deleted");
+            return Ok(());
+        }
         if self.inner.groups.lock().live.contains_key(name) {
             return self.delete_group(name);
         }

@@ -530,3 +530,76 @@ fn retention_keeps_unacked_records_unless_told_otherwise_and_then_counts_the_los
     );
     assert!(stats.lost_total > 0);
 }
+
+#[test]
+fn the_reason_of_a_nack_survives_a_restart_into_the_dead_letter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = QueueConfig {
+        visibility_ms: 1_000,
+        max_deliveries: 2,
+        dead_letter: Some("jobs.dlq".into()),
+        ..QueueConfig::default()
+    };
+    {
+        let broker = open(dir.path(), &clock);
+        queue(&broker, "jobs", config);
+        broker.send("jobs", vec![text("work")]).expect("send");
+        let got = broker.receive("jobs", "a", 1, None, NONE).expect("receive");
+        broker
+            .nack("jobs", &got[0].token, Some(0), Some("disk full".into()))
+            .expect("nack");
+        // Dropped without shutdown, as after kill -9.
+    }
+    let broker = open(dir.path(), &clock);
+    let second = broker.receive("jobs", "b", 1, None, NONE).expect("receive");
+    assert_eq!(second[0].deliveries, 2);
+    // The second lease runs out: dead-lettered by timeout, with the earlier reason.
+    clock.advance_ms(1_000);
+    assert!(broker
+        .receive("jobs", "b", 1, None, NONE)
+        .expect("receive")
+        .is_empty());
+    let dead = broker
+        .receive("jobs.dlq", "d", 10, None, NONE)
+        .expect("dlq");
+    let error = dead[0]
+        .record
+        .headers
+        .iter()
+        .find(|(h, _)| h == "sy-dlq-error")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    assert_eq!(error.as_deref(), Some("disk full"));
+}
+
+#[test]
+fn peeking_shows_what_is_in_the_queue_and_leases_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(T0));
+    let broker = open(dir.path(), &clock);
+    queue(&broker, "jobs", QueueConfig::default());
+    broker
+        .send("jobs", vec![text("a"), text("b"), text("c")])
+        .expect("send");
+    let first = broker.receive("jobs", "x", 1, None, NONE).expect("receive");
+    broker.ack("jobs", &[first[0].token.clone()]).expect("ack");
+    let leased = broker.receive("jobs", "x", 1, None, NONE).expect("receive");
+    assert_eq!(values(&leased), ["b"]);
+
+    let peeked = broker.peek_queue("jobs", 10).expect("peek");
+    assert_eq!(
+        values(&peeked),
+        ["b", "c"],
+        "the acked one is gone, the leased one listed"
+    );
+    let counts: Vec<u32> = peeked.iter().map(|d| d.deliveries).collect();
+    assert_eq!(counts, [1, 0]);
+    assert!(peeked.iter().all(|d| d.token.is_empty()));
+    assert_eq!(values(&broker.peek_queue("jobs", 1).expect("peek")), ["b"]);
+
+    let rest = broker
+        .receive("jobs", "y", 10, None, NONE)
+        .expect("receive");
+    assert_eq!(values(&rest), ["c"]);
+    assert_eq!(rest[0].deliveries, 1, "peeking did not count as a delivery");
+}

@@ -28,6 +28,7 @@ fn spec(mode: SubscriptionMode) -> SubscriptionSpec {
         filter: None,
         start: StartAt::Earliest,
         queue: QueueConfig::default(),
+        log_partitions: 0,
     }
 }
 

@@ -13,9 +13,12 @@ use serde_json::json;
 use switchyard_client::{Client, ConsumedRecord, Consumer, ConsumerOptions, StartPosition};
 
 use crate::template::Template;
+use crate::time::TimeError;
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
+    /// A topic, or the patterns of a subscription bound to them (as given to `sub create`).
+    #[arg(value_name = "TOPIC_OR_PATTERN")]
     pub topic: String,
     /// Consumer group to join; created when missing.
     #[arg(long)]
@@ -45,16 +48,15 @@ fn parse_start(text: &str) -> Result<StartPosition, String> {
             if let Ok(offset) = text.parse::<u64>() {
                 return Ok(StartPosition::Offset(offset));
             }
-            let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
-                format!(
+            let ms = crate::time::parse_rfc3339_ms(text).map_err(|err| match err {
+                TimeError::Unusable(why) => why,
+                TimeError::NotATime => format!(
                     "`{text}` is not a start position; use earliest, latest, an offset, or an \
-                     RFC 3339 time such as 2013-01-01T10:00:00Z"
-                )
+                     RFC 3339 time such as {}",
+                    crate::time::EXAMPLES
+                ),
             })?;
-            let since_epoch = time
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|_| format!("time `{text}` is before 1970, when offsets by time begin"))?;
-            Ok(StartPosition::Timestamp(since_epoch.as_millis() as i64))
+            Ok(StartPosition::Timestamp(ms))
         }
     }
 }
@@ -103,6 +105,7 @@ fn print(args: &ConsumeArgs, json: bool, records: &[ConsumedRecord]) -> anyhow::
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for consumed in records {
+        let topic = source_topic(&consumed.record).unwrap_or(&args.topic);
         let written = if json {
             let record = &consumed.record;
             let text = |bytes: &Option<bytes::Bytes>| {
@@ -116,20 +119,33 @@ fn print(args: &ConsumeArgs, json: bool, records: &[ConsumedRecord]) -> anyhow::
                 .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into()))
                 .collect();
             let value = json!({
-                "topic": args.topic, "partition": consumed.partition, "offset": record.offset,
+                "topic": topic, "partition": consumed.partition, "offset": record.offset,
                 "timestamp": record.timestamp, "key": text(&record.key),
                 "value": text(&record.value), "headers": headers,
             });
             writeln!(out, "{value}")
         } else {
             args.format
-                .render(&mut out, &args.topic, consumed.partition, &consumed.record)
+                .render(&mut out, topic, consumed.partition, &consumed.record)
         };
         if written.is_err() {
             return Ok(false);
         }
     }
     Ok(out.flush().is_ok())
+}
+
+/// The topic a record was published to, when it was read from a subscription's own log
+/// (its `sy-source` header is `topic/partition/offset`).
+fn source_topic(record: &switchyard_client::Record) -> Option<&str> {
+    let (_, value) = record
+        .headers
+        .iter()
+        .find(|(name, _)| name == "sy-source")?;
+    let text = std::str::from_utf8(value).ok()?;
+    let mut parts = text.rsplitn(3, '/');
+    parts.nth(1)?;
+    parts.next()
 }
 
 fn first_unprinted(records: &[ConsumedRecord]) -> HashMap<u32, u64> {

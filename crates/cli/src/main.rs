@@ -23,6 +23,7 @@ mod rule;
 mod serve;
 mod sub;
 mod template;
+mod time;
 mod topic;
 
 use std::process::ExitCode;

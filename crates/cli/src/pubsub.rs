@@ -37,7 +37,8 @@ const READ_AHEAD: usize = 16 * 1024;
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// Subject to publish to (no wildcards); a topic of that name also stores the records.
+    /// Subject to publish to (no wildcards); a topic of that name also stores the records,
+    /// created when a durable subscription's patterns match the subject.
     pub subject: String,
     /// Key for every record.
     #[arg(long, conflicts_with = "key_field")]
@@ -58,7 +59,8 @@ pub struct PublishArgs {
 
 #[derive(Debug, Args)]
 pub struct SubscribeArgs {
-    /// Subject pattern: `*` matches one token, a final `>` the rest (`orders.*.eu`, `a.>`).
+    /// Subject pattern: `*` matches one token, a final `>` the rest (`orders.*.eu`, `a.>`);
+    /// several, comma-separated (`a.A,a.*.B`), get each matching record once.
     pub pattern: String,
     /// Only records passing this filter on key and headers, e.g. "region = eu and key
     /// prefix 'vip-'".

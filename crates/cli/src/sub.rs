@@ -1,9 +1,9 @@
 //! `switchyard sub ...`: durable subscriptions — create, list, describe and delete.
 //!
-//! A subscription is a named reader of a topic. Stream and exclusive subscriptions are
-//! consumer groups (read with `switchyard consume TOPIC --group NAME`), queue subscriptions
-//! are queues over the topic (read with `switchyard receive NAME`), so `describe` shows what
-//! `group describe` or `queue stats` would.
+//! A subscription is a named reader of a topic or of subject patterns. Stream and exclusive
+//! subscriptions are consumer groups (read with `switchyard consume TOPIC_OR_PATTERN --group
+//! NAME`), queue subscriptions are queues (read with `switchyard receive NAME`), so
+//! `describe` shows what `group describe` or `queue stats` would.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -16,10 +16,10 @@ use crate::queue::flags::duration_ms;
 
 #[derive(Debug, Subcommand)]
 pub enum SubCommand {
-    /// Create a durable subscription on a topic.
+    /// Create a durable subscription on a topic or on subject patterns.
     ///
-    /// Read a stream or exclusive subscription with `switchyard consume TOPIC --group NAME`,
-    /// a queue subscription with `switchyard receive NAME` (then `ack`).
+    /// Read a stream or exclusive subscription with `switchyard consume TOPIC_OR_PATTERN
+    /// --group NAME`, a queue subscription with `switchyard receive NAME` (then `ack`).
     Create(CreateArgs),
     /// List subscriptions, of every topic or of one.
     List {
@@ -34,19 +34,27 @@ pub enum SubCommand {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// A topic, a pattern (`orders.*.created`, `orders.>`), or several separated by commas
+    /// (`a.A,a.*.B`): each record of a matching topic, present or created later, once.
+    #[arg(value_name = "TOPIC_OR_PATTERN")]
     pub topic: String,
     pub name: String,
     /// stream (a consumer group), exclusive (one active member, the others standing by) or
     /// queue (competing consumers with leases and acks).
     #[arg(long, default_value = "stream", value_parser = parse_mode)]
     pub mode: SubscriptionModeWire,
-    /// Queue mode only: take only records passing this filter on key and headers, e.g.
-    /// "origin = JFK".
+    /// Take only records passing this filter on key and headers, e.g. "origin = JFK";
+    /// the others are never delivered and never count as backlog.
     #[arg(long)]
     pub filter: Option<String>,
     /// Where to start: earliest, latest, or an RFC 3339 time such as 2013-01-01T10:00:00Z.
     #[arg(long, default_value = "earliest", value_parser = parse_start)]
     pub from: OffsetSpec,
+    /// Partitions of the subscription's own log (one on patterns, or a filtered stream one):
+    /// records are placed by key, so order holds per key only when more than one
+    /// [default: 1, one order over everything].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub partitions: Option<u32>,
     /// Queue mode: how long a received record stays invisible unless acked [default: 30s].
     #[arg(long, value_parser = duration_ms)]
     pub visibility: Option<u64>,
@@ -108,17 +116,14 @@ fn parse_start(text: &str) -> Result<OffsetSpec, String> {
         "earliest" | "beginning" => Ok(OffsetSpec::Earliest),
         "latest" | "end" => Ok(OffsetSpec::Latest),
         _ => {
-            let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
-                format!(
-                    "`{text}` is not a start; use earliest, latest, or an RFC 3339 time such \
-                     as 2013-01-01T10:00:00Z"
-                )
+            let ms = crate::time::parse_rfc3339_ms(text).map_err(|err| match err {
+                crate::time::TimeError::Unusable(why) => why,
+                crate::time::TimeError::NotATime => format!(
+                    "`{text}` is not a start; use earliest, latest, or an RFC 3339 time such as \
+                     {}",
+                    crate::time::EXAMPLES
+                ),
             })?;
-            let since_epoch = time
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|_| format!("time `{text}` is before 1970, when offsets by time begin"))?;
-            let ms = i64::try_from(since_epoch.as_millis())
-                .map_err(|_| format!("time `{text}` is too far in the future"))?;
             Ok(OffsetSpec::Timestamp(ms))
         }
     }
@@ -128,6 +133,10 @@ fn parse_start(text: &str) -> Result<OffsetSpec, String> {
 fn read_hint(topic: &str, name: &str, mode: SubscriptionModeWire) -> String {
     match mode {
         SubscriptionModeWire::Queue => format!("switchyard receive {name}"),
+        // Quoted when it is a pattern, so that a shell leaves `*` and `>` alone.
+        _ if topic.contains(['*', '>', ',']) => {
+            format!("switchyard consume '{topic}' --group {name}")
+        }
         _ => format!("switchyard consume {topic} --group {name}"),
     }
 }
@@ -146,6 +155,7 @@ pub async fn run(client: &Client, command: SubCommand, json: bool) -> anyhow::Re
                 filter: args.filter.clone(),
                 start: args.from,
                 queue: args.queue_config(),
+                partitions: args.partitions.unwrap_or(0),
             };
             client
                 .create_subscription(&args.topic, &args.name, options)
@@ -157,7 +167,7 @@ pub async fn run(client: &Client, command: SubCommand, json: bool) -> anyhow::Re
                 }));
             } else {
                 print_line(format_args!(
-                    "created {mode} subscription `{}` on topic `{}`; read it with `{}`",
+                    "created {mode} subscription `{}` on `{}`; read it with `{}`",
                     args.name,
                     args.topic,
                     read_hint(&args.topic, &args.name, args.mode),

@@ -2,16 +2,21 @@
 //!
 //! A value over the producer's threshold is uploaded with `BlobPut` chunks and the record
 //! carries only the `sy-blob` (id) and `sy-blob-size` headers. Fetches put the value back
-//! (`BlobGet` in chunks) and drop the two headers, so a consumer sees the record as sent.
+//! (`BlobGet` in chunks) and drop the two headers, so a consumer sees the record as sent:
+//! stream fetches and consumers, queue receives and pub/sub pushes alike, each with a way to
+//! keep the reference instead (`fetch_unresolved`, `receive_unresolved`,
+//! `Subscription::try_next`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use switchyard_log::{Record, RecordBuf};
-use switchyard_protocol::{Request, Response};
+use switchyard_protocol::{DeliveryWire, PublishRecordWire, Request, Response};
 
 use crate::client::Client;
+use crate::connection::Connection;
 use crate::error::{ClientError, Result};
+use crate::pubsub::{Message, Published};
 
 /// Header naming the blob that holds a record's value.
 pub const BLOB_HEADER: &str = "sy-blob";
@@ -110,22 +115,83 @@ impl Client {
         Ok(record)
     }
 
+    /// Publishes `record` to `subject` the way the producer stores a value: one over
+    /// `threshold` is uploaded as a blob first and the record carries the reference, which
+    /// subscribers resolve. Meant for a topic's subject: the stored record keeps the blob,
+    /// whereas an upload no record refers to is deleted at the broker's next start and cannot
+    /// be read before then.
+    pub async fn publish_checked(
+        &self,
+        subject: &str,
+        mut record: PublishRecordWire,
+        threshold: usize,
+    ) -> Result<Published> {
+        if let Some(value) = record.value.take_if(|value| value.len() > threshold) {
+            let id = new_blob_id();
+            self.put_blob(&id, &value).await?;
+            record.headers.push((BLOB_HEADER.into(), Bytes::from(id)));
+            let size = Bytes::from(value.len().to_string());
+            record.headers.push((BLOB_SIZE_HEADER.into(), size));
+        }
+        self.publish(subject, record).await
+    }
+
     /// Puts the value back into every record that refers to a blob, removing the headers.
     pub async fn resolve_blobs(&self, records: &mut [Record]) -> Result<()> {
         for record in records {
-            let Some(id) = record
-                .headers
-                .iter()
-                .find(|(name, _)| name == BLOB_HEADER)
-                .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
-            else {
-                continue;
-            };
-            record.value = Some(self.get_blob(&id).await?);
-            record
-                .headers
-                .retain(|(name, _)| name != BLOB_HEADER && name != BLOB_SIZE_HEADER);
+            self.resolve_value(&mut record.value, &mut record.headers)
+                .await?;
         }
         Ok(())
     }
+
+    /// Puts the value back into every queue delivery that refers to a blob, removing the
+    /// headers; [`Client::receive`] does this for you.
+    pub async fn resolve_deliveries(&self, deliveries: &mut [DeliveryWire]) -> Result<()> {
+        for delivery in deliveries {
+            self.resolve_value(&mut delivery.value, &mut delivery.headers)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Puts the value back into a pub/sub message that refers to a blob, removing the
+    /// headers; [`crate::Subscription::next`] does this for you.
+    pub async fn resolve_message(&self, message: &mut Message) -> Result<()> {
+        self.resolve_value(&mut message.value, &mut message.headers)
+            .await
+    }
+
+    /// The one resolution every path shares: when `headers` name a blob, download it into
+    /// `value` and drop the two claim-check headers; otherwise leave both alone.
+    async fn resolve_value(
+        &self,
+        value: &mut Option<Bytes>,
+        headers: &mut Vec<(String, Bytes)>,
+    ) -> Result<()> {
+        let Some(id) = headers
+            .iter()
+            .find(|(name, _)| name == BLOB_HEADER)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+        else {
+            return Ok(());
+        };
+        *value = Some(self.get_blob(&id).await?);
+        headers.retain(|(name, _)| name != BLOB_HEADER && name != BLOB_SIZE_HEADER);
+        Ok(())
+    }
+}
+
+/// A pushed message with its claim-check reference resolved. A push has no caller to fail,
+/// so a blob that cannot be read leaves the reference in place, with a warning.
+pub(crate) async fn resolve_pushed(connection: &Connection, mut message: Message) -> Message {
+    if !message.headers.iter().any(|(name, _)| name == BLOB_HEADER) {
+        return message;
+    }
+    let client = Client::from_connection(connection.clone());
+    if let Err(err) = client.resolve_message(&mut message).await {
+        tracing::warn!(subject = %message.subject, error = %err,
+            "cannot fetch the blob of a pushed message; handing out the reference");
+    }
+    message
 }

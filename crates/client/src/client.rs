@@ -224,11 +224,13 @@ impl Client {
                 generation,
                 assignment,
                 heartbeat_interval_ms,
+                topic,
             } => Ok(JoinedGroup {
                 member_id,
                 generation,
                 assignment,
                 heartbeat_interval_ms,
+                topic,
             }),
             other => Err(self.unexpected(&other)),
         }

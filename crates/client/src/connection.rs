@@ -4,12 +4,15 @@
 //! a connection is two tasks around a table of pending calls rather than a lock around a
 //! socket:
 //!
-//! - callers encode their request, register a oneshot under a fresh request id and queue the
-//!   frame on an unbounded channel; queuing is synchronous, so two calls made one after the
-//!   other from one task reach the wire in that order (the producer relies on this to keep
-//!   batches of a partition in order);
-//! - the writer task drains everything queued before flushing, so a burst of small requests
-//!   costs one syscall, not one each;
+//! - callers encode their request, register a oneshot under a fresh request id and put the
+//!   frame in the connection's output queue; this is synchronous, so two calls made one after
+//!   the other from one task reach the wire in that order (the producer relies on this to
+//!   keep batches of a partition in order);
+//! - a caller that finds the socket idle writes its frame there and then, with a
+//!   non-blocking write, rather than handing it to another task: a hand-over is a wake-up,
+//!   and on a busy machine wake-ups are where request latency goes. When the socket is full
+//!   the writer task takes over and waits for it to drain; frames queued meanwhile go out
+//!   together, so a burst of small requests costs few syscalls;
 //! - the reader task cuts frames out of the stream and completes the oneshot whose id the
 //!   response carries; a push frame (a message for a subscription) goes to the
 //!   subscription's channel instead, see [`crate::pubsub`].
@@ -23,15 +26,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use switchyard_protocol::{
     decode_response, encode_request, split_frame, Request, RequestKind, Response, ResponseResult,
     DEFAULT_MAX_FRAME, LENGTH_PREFIX_LEN, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::{ClientError, Result};
@@ -50,9 +53,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// slow fsync, short enough that a hung server does not hang its clients forever.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Write buffer of the writer task: large enough to coalesce a burst of small requests into
-/// one syscall; larger frames bypass it.
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// An output queue that grew past this (a large produce) gives its memory back once empty.
+const KEPT_WRITE_CAPACITY: usize = 1024 * 1024;
 
 /// Initial read buffer; `split_frame` grows it as larger responses arrive.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -97,7 +99,7 @@ pub struct Connection {
 
 struct Inner {
     shared: Arc<Shared>,
-    frames: mpsc::UnboundedSender<Bytes>,
+    out: Arc<Output>,
     next_id: AtomicU32,
     request_timeout: Duration,
     server: OnceLock<ServerInfo>,
@@ -156,7 +158,11 @@ impl Connection {
     /// Spawns the reader and writer tasks around a connected socket.
     fn start(addr: &str, stream: TcpStream, request_timeout: Duration) -> Connection {
         let (read_half, write_half) = stream.into_split();
-        let (frames, frame_queue) = mpsc::unbounded_channel();
+        let out = Arc::new(Output {
+            socket: write_half,
+            queue: Mutex::new(OutputQueue::default()),
+            work: Notify::new(),
+        });
         let shared = Arc::new(Shared {
             addr: addr.to_string(),
             state: Mutex::new(State::default()),
@@ -164,11 +170,11 @@ impl Connection {
             pushes: PushRoutes::default(),
         });
         let reader = tokio::spawn(read_loop(Arc::clone(&shared), read_half));
-        let writer = tokio::spawn(write_loop(Arc::clone(&shared), write_half, frame_queue));
+        let writer = tokio::spawn(write_loop(Arc::clone(&shared), Arc::clone(&out)));
         Connection {
             inner: Arc::new(Inner {
                 shared,
-                frames,
+                out,
                 next_id: AtomicU32::new(1),
                 request_timeout,
                 server: OnceLock::new(),
@@ -295,10 +301,9 @@ impl Connection {
             timeout: self.inner.request_timeout + extra,
         };
 
-        // Queue the frame; the writer only stops once the connection is closed.
         tracing::debug!(addr = %self.addr(), request_id = id, request = request_name(kind), "send");
-        if self.inner.frames.send(frame.freeze()).is_err() {
-            let reason = "the writer task has stopped".to_string();
+        if let Err(reason) = self.inner.out.put(frame) {
+            self.inner.shared.close(reason.clone());
             return Err(self.inner.shared.closed_error(&reason));
         }
         Ok(call)
@@ -474,38 +479,110 @@ async fn read_loop(shared: Arc<Shared>, mut socket: OwnedReadHalf) {
     shared.close(reason);
 }
 
-async fn write_loop(
-    shared: Arc<Shared>,
+/// The writing side of a connection: the socket and the bytes waiting for it.
+struct Output {
     socket: OwnedWriteHalf,
-    mut frames: mpsc::UnboundedReceiver<Bytes>,
-) {
-    let mut closed = shared.closed.subscribe();
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, socket);
-    loop {
-        let first = tokio::select! {
-            frame = frames.recv() => frame,
-            _ = closed.wait_for(|closed| *closed) => return,
-        };
-        let Some(first) = first else {
-            // Every handle is gone: end the stream politely.
-            let _ = out.shutdown().await;
-            return;
-        };
+    queue: Mutex<OutputQueue>,
+    /// Wakes the writer task when it is put in charge.
+    work: Notify,
+}
 
-        // Coalesce: write everything already queued, then flush once.
-        let mut written = out.write_all(&first).await;
-        while written.is_ok() {
-            match frames.try_recv() {
-                Ok(frame) => written = out.write_all(&frame).await,
-                Err(_) => break,
+#[derive(Default)]
+struct OutputQueue {
+    /// Bytes not yet written, in order.
+    queued: BytesMut,
+    /// The socket was full and the writer task is in charge: nobody else writes.
+    flushing: bool,
+}
+
+impl Output {
+    fn lock(&self) -> MutexGuard<'_, OutputQueue> {
+        // A panic while holding this lock leaves a byte queue, still usable.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes `frame` now if the socket is idle and takes it, else queues it behind what
+    /// waits; hands what the socket did not take to the writer task. An error is the reason
+    /// the connection is unusable.
+    fn put(&self, mut frame: BytesMut) -> std::result::Result<(), String> {
+        let mut queue = self.lock();
+        if !queue.flushing && queue.queued.is_empty() {
+            match self.socket.try_write(&frame) {
+                Ok(0) => return Err("write failed: the socket takes no more bytes".into()),
+                Ok(written) => frame.advance(written),
+                Err(err) if would_block(&err) => {}
+                Err(err) => return Err(format!("write failed: {err}")),
             }
+            if frame.is_empty() {
+                return Ok(());
+            }
+            queue.queued = frame;
+        } else {
+            queue.queued.extend_from_slice(&frame);
         }
-        if written.is_ok() {
-            written = out.flush().await;
+        if !queue.flushing {
+            queue.flushing = true;
+            self.work.notify_one();
         }
-        if let Err(err) = written {
-            shared.close(format!("write failed: {err}"));
-            return;
+        Ok(())
+    }
+}
+
+fn would_block(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
+}
+
+/// Writes the queue whenever callers found the socket full, until it is empty again.
+async fn write_loop(shared: Arc<Shared>, out: Arc<Output>) {
+    let mut closed = shared.closed.subscribe();
+    loop {
+        tokio::select! {
+            () = out.work.notified() => {}
+            _ = closed.wait_for(|closed| *closed) => return,
+        }
+        loop {
+            let failed = {
+                let mut queue = out.lock();
+                let mut failed = None;
+                while !queue.queued.is_empty() {
+                    match out.socket.try_write(&queue.queued) {
+                        Ok(0) => {
+                            failed = Some("write failed: the socket takes no more bytes".into());
+                            break;
+                        }
+                        Ok(written) => queue.queued.advance(written),
+                        Err(err) if would_block(&err) => break,
+                        Err(err) => {
+                            failed = Some(format!("write failed: {err}"));
+                            break;
+                        }
+                    }
+                }
+                if failed.is_none() && queue.queued.is_empty() {
+                    queue.flushing = false;
+                    if queue.queued.capacity() > KEPT_WRITE_CAPACITY {
+                        queue.queued = BytesMut::new();
+                    }
+                    break;
+                }
+                failed
+            };
+            if let Some(reason) = failed {
+                shared.close(reason);
+                return;
+            }
+            tokio::select! {
+                writable = out.socket.writable() => if let Err(err) = writable {
+                    shared.close(format!("write failed: {err}"));
+                    return;
+                },
+                _ = closed.wait_for(|closed| *closed) => return,
+            }
         }
     }
 }
@@ -556,5 +633,6 @@ pub(crate) fn request_name(kind: RequestKind) -> &'static str {
         RequestKind::Trace => "Trace",
         RequestKind::BlobPut => "BlobPut",
         RequestKind::BlobGet => "BlobGet",
+        RequestKind::PeekQueue => "PeekQueue",
     }
 }

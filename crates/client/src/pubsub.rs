@@ -270,22 +270,22 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next message; `None` once the connection has closed.
+    /// The next message; `None` once the connection has closed. A claim-check reference
+    /// is resolved (see `blobs`); cancelled while it downloads, the message is lost.
     pub async fn next(&mut self) -> Option<Message> {
-        self.messages.recv().await
+        let message = self.messages.recv().await?;
+        Some(crate::blobs::resolve_pushed(&self.connection, message).await)
     }
 
-    /// The next message if one is already here.
+    /// The next message if one is already here, as pushed: a claim-check reference stays.
     pub fn try_next(&mut self) -> Option<Message> {
         self.messages.try_recv().ok()
     }
 
-    /// The next message, waiting at most `timeout`.
+    /// The next message, waiting at most `timeout` for it (not for its blob).
     pub async fn next_within(&mut self, timeout: Duration) -> Option<Message> {
-        tokio::time::timeout(timeout, self.next())
-            .await
-            .ok()
-            .flatten()
+        let message = tokio::time::timeout(timeout, self.messages.recv()).await;
+        Some(crate::blobs::resolve_pushed(&self.connection, message.ok().flatten()?).await)
     }
 
     /// Records dropped for this subscription so far, by the server and by the client.
@@ -334,8 +334,9 @@ impl Drop for Subscription {
 }
 
 impl Client {
-    /// Subscribes to `pattern` (`*` one token, a final `>` the rest), optionally through a
-    /// filter on key and headers, with the default buffers.
+    /// Subscribes to `pattern` (`*` one token, a final `>` the rest; or several patterns,
+    /// comma-separated, each record arriving once), optionally through a filter on key and
+    /// headers, with the default buffers.
     pub async fn subscribe(&self, pattern: &str, filter: Option<&str>) -> Result<Subscription> {
         let options = SubscribeOptions {
             filter: filter.map(str::to_string),

@@ -115,8 +115,22 @@ impl Client {
         }
     }
 
-    /// Leases up to `options.max` records, waiting up to `options.wait` for the first.
+    /// Leases up to `options.max` records, waiting up to `options.wait` for the first. A
+    /// record whose value is a claim-check blob comes with the value put back.
     pub async fn receive(
+        &self,
+        queue: &str,
+        options: &ReceiveOptions,
+    ) -> Result<Vec<DeliveryWire>> {
+        let mut deliveries = self.receive_unresolved(queue, options).await?;
+        self.resolve_deliveries(&mut deliveries).await?;
+        Ok(deliveries)
+    }
+
+    /// [`Client::receive`] handing out claim-check references (`sy-blob` and `sy-blob-size`
+    /// headers, no value) as the queue stores them, for a consumer that fetches the blob
+    /// itself or only routes it on.
+    pub async fn receive_unresolved(
         &self,
         queue: &str,
         options: &ReceiveOptions,
@@ -194,6 +208,20 @@ impl Client {
 
     /// Moves up to `max` (0: all) dead letters of `dead_letter_queue` back to the queues
     /// they came from, only those with offsets in `from..to` when given; returns how many.
+    /// Up to `max` records still in `queue` (not acked, not dead-lettered, not redriven), in
+    /// log order, leased ones included, without leasing any: tokens are empty and delivery
+    /// counts are those so far. Claim-check references are left as stored.
+    pub async fn peek_queue(&self, queue: &str, max: u32) -> Result<Vec<DeliveryWire>> {
+        let request = Request::PeekQueue {
+            queue: queue.to_string(),
+            max,
+        };
+        match self.connection().call(request).await? {
+            Response::Deliveries(deliveries) => Ok(deliveries),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
     pub async fn redrive(
         &self,
         dead_letter_queue: &str,

@@ -17,12 +17,15 @@ use crate::error::Result;
 pub struct SubscriptionOptions {
     /// How the subscription hands out records.
     pub mode: SubscriptionModeWire,
-    /// Queue mode only: records that do not pass are skipped by the broker.
+    /// Records that do not pass are skipped by the broker.
     pub filter: Option<String>,
     /// Where it starts: earliest, latest, or the first record at or after a time.
     pub start: OffsetSpec,
     /// Queue mode: the queue's settings, `None` fields taking the defaults.
     pub queue: QueueConfigWire,
+    /// Partitions of the subscription's own log, for one on patterns or a filtered stream
+    /// one; 0 takes the default, 1, which keeps one order over all its records.
+    pub partitions: u32,
 }
 
 impl Default for SubscriptionOptions {
@@ -32,12 +35,13 @@ impl Default for SubscriptionOptions {
             filter: None,
             start: OffsetSpec::Earliest,
             queue: QueueConfigWire::default(),
+            partitions: 0,
         }
     }
 }
 
 impl Client {
-    /// Creates subscription `name` on `topic`.
+    /// Creates subscription `name` on `topic`, or on patterns (`a.A,a.*.B`).
     pub async fn create_subscription(
         &self,
         topic: &str,
@@ -51,6 +55,7 @@ impl Client {
             filter: options.filter,
             start: options.start,
             queue: options.queue,
+            partitions: options.partitions,
         };
         self.call_empty(request).await
     }

@@ -30,6 +30,9 @@ pub struct JoinedGroup {
     pub assignment: Vec<u32>,
     /// How often the server expects a heartbeat.
     pub heartbeat_interval_ms: u32,
+    /// Topic to read: the one asked for, or the log of the subscription whose patterns the
+    /// join named.
+    pub topic: String,
 }
 
 /// A member's assignment as of a heartbeat.

@@ -278,3 +278,57 @@ async fn concurrent_senders_with_tiny_batches_keep_key_order() {
     }
     assert_eq!(total, 1000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_producer_uses_partitions_added_to_its_topic() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("growing", 1, TopicConfigWire::default())
+        .await
+        .expect("topic");
+    let options = ProducerOptions {
+        metadata_refresh: Duration::from_millis(100),
+        ..ProducerOptions::default()
+    };
+    let producer = Producer::new(client.clone(), "growing", options)
+        .await
+        .expect("producer");
+    assert_eq!(producer.partitions(), 1);
+    client
+        .add_partitions("growing", 4)
+        .await
+        .expect("add partitions");
+    let deadline = Deadline::after(Duration::from_secs(10), "the producer sees 4 partitions");
+    while producer.partitions() < 4 {
+        deadline.check();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut used = HashSet::new();
+    for i in 0..200 {
+        let key = format!("key-{i}");
+        let receipt = producer.send(record(&key, "v")).await.expect("queued");
+        producer.flush().await.expect("flushed");
+        let (partition, _) = receipt.await.expect("delivered");
+        assert_eq!(
+            partition,
+            partition_for_key(key.as_bytes(), 4),
+            "keys map over all four"
+        );
+        used.insert(partition);
+    }
+    assert_eq!(used.len(), 4, "every new partition gets records: {used:?}");
+
+    let err = Producer::new(
+        client.clone(),
+        "growing",
+        ProducerOptions {
+            metadata_refresh: Duration::from_millis(1),
+            ..ProducerOptions::default()
+        },
+    )
+    .await
+    .err()
+    .expect("too short a refresh");
+    assert!(err.to_string().contains("metadata_refresh"), "{err}");
+}

@@ -74,6 +74,10 @@ impl Request {
                 w.string("token", token)?;
                 w.u64(*visibility_ms);
             }
+            Request::PeekQueue { queue, max } => {
+                w.string("queue", queue)?;
+                w.u32(*max);
+            }
             Request::Redrive {
                 dead_letter_queue,
                 max,
@@ -136,6 +140,10 @@ impl Request {
                 queue: r.string("queue")?,
                 token: r.string("token")?,
                 visibility_ms: r.u64("visibility_ms")?,
+            },
+            K::PeekQueue => Request::PeekQueue {
+                queue: r.string("queue")?,
+                max: r.u32("max")?,
             },
             K::Redrive => Request::Redrive {
                 dead_letter_queue: r.string("dead_letter_queue")?,

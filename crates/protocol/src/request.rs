@@ -98,11 +98,13 @@ pub enum RequestKind {
     BlobPut = 38,
     /// Reads a range of a claim-check blob.
     BlobGet = 39,
+    /// The records still in a queue, without leasing them.
+    PeekQueue = 40,
 }
 
 impl RequestKind {
     /// Every kind, in numeric order.
-    pub const ALL: [RequestKind; 39] = [
+    pub const ALL: [RequestKind; 40] = [
         RequestKind::Hello,
         RequestKind::CreateTopic,
         RequestKind::DeleteTopic,
@@ -142,12 +144,13 @@ impl RequestKind {
         RequestKind::Trace,
         RequestKind::BlobPut,
         RequestKind::BlobGet,
+        RequestKind::PeekQueue,
     ];
 
     /// Maps a wire value to a kind; `None` for values this implementation does not know.
     pub fn from_u16(value: u16) -> Option<RequestKind> {
         match value {
-            1..=39 => Some(Self::ALL[usize::from(value) - 1]),
+            1..=40 => Some(Self::ALL[usize::from(value) - 1]),
             _ => None,
         }
     }
@@ -368,6 +371,13 @@ pub enum Request {
         /// New lease length, from now.
         visibility_ms: u64,
     },
+    /// Kind 40.
+    PeekQueue {
+        /// Queue name.
+        queue: String,
+        /// Most records to return.
+        max: u32,
+    },
     /// Kind 27.
     Redrive {
         /// The dead-letter queue to move records out of.
@@ -406,19 +416,22 @@ pub enum Request {
     },
     /// Kind 31.
     CreateSubscription {
-        /// Topic to read.
+        /// Topic to read, or subject patterns separated by commas.
         topic: String,
         /// Subscription name; groups and queues share one namespace.
         name: String,
         /// How it hands out records.
         mode: SubscriptionModeWire,
-        /// Filter on key and headers (queue mode only); `None` takes every record.
+        /// Filter on key and headers; `None` takes every record.
         filter: Option<String>,
         /// Where it starts: earliest, latest, or the first record at or after a time.
         start: OffsetSpec,
         /// Queue mode: the queue's settings, `None` fields taking the defaults; ignored by
         /// the other modes.
         queue: QueueConfigWire,
+        /// Partitions of the subscription's own log (patterns or a filtered stream); 0 for
+        /// the default, 1.
+        partitions: u32,
     },
     /// Kind 32.
     ListSubscriptions {
@@ -500,6 +513,7 @@ impl Request {
             Request::Nack { .. } => RequestKind::Nack,
             Request::Extend { .. } => RequestKind::Extend,
             Request::Redrive { .. } => RequestKind::Redrive,
+            Request::PeekQueue { .. } => RequestKind::PeekQueue,
             Request::Subscribe { .. } => RequestKind::Subscribe,
             Request::Unsubscribe { .. } => RequestKind::Unsubscribe,
             Request::Publish { .. } => RequestKind::Publish,
@@ -628,7 +642,8 @@ impl Request {
             | Request::Ack { .. }
             | Request::Nack { .. }
             | Request::Extend { .. }
-            | Request::Redrive { .. } => self.encode_queue_body(w)?,
+            | Request::Redrive { .. }
+            | Request::PeekQueue { .. } => self.encode_queue_body(w)?,
             Request::Subscribe { .. } | Request::Unsubscribe { .. } | Request::Publish { .. } => {
                 self.encode_pubsub_body(w)?
             }
@@ -727,7 +742,8 @@ impl Request {
             | RequestKind::Ack
             | RequestKind::Nack
             | RequestKind::Extend
-            | RequestKind::Redrive => Request::decode_queue_body(kind, r)?,
+            | RequestKind::Redrive
+            | RequestKind::PeekQueue => Request::decode_queue_body(kind, r)?,
             RequestKind::Subscribe | RequestKind::Unsubscribe | RequestKind::Publish => {
                 Request::decode_pubsub_body(kind, r)?
             }

@@ -18,7 +18,7 @@ fn kinds_are_numbered_in_order() {
         assert_eq!(RequestKind::from_u16(kind.as_u16()), Some(*kind));
     }
     assert_eq!(RequestKind::from_u16(0), None);
-    assert_eq!(RequestKind::from_u16(40), None);
+    assert_eq!(RequestKind::from_u16(41), None);
 }
 
 #[test]

@@ -91,6 +91,9 @@ pub enum Response {
         assignment: Vec<u32>,
         /// How often to heartbeat.
         heartbeat_interval_ms: u32,
+        /// Topic the member reads: the requested one, or the log of the subscription the
+        /// group belongs to when the request named that subscription's patterns.
+        topic: String,
     },
     /// Answers `Heartbeat`.
     Assignment {
@@ -194,7 +197,7 @@ impl Response {
             Response::Queues(_) => kind == K::ListQueues,
             Response::QueueStats(_) => kind == K::QueueStats,
             Response::Sent(_) => kind == K::Send,
-            Response::Deliveries(_) => kind == K::Receive,
+            Response::Deliveries(_) => kind == K::Receive || kind == K::PeekQueue,
             Response::AckResults(_) => kind == K::Ack,
             Response::Redriven { .. } => kind == K::Redrive,
             Response::Published { .. } => kind == K::Publish,
@@ -278,11 +281,13 @@ impl Response {
                 generation,
                 assignment,
                 heartbeat_interval_ms,
+                topic,
             } => {
                 w.string("member_id", member_id)?;
                 w.u32(*generation);
                 w.list("assignment", assignment)?;
                 w.u32(*heartbeat_interval_ms);
+                w.string("topic", topic)?;
             }
             Response::Assignment {
                 generation,
@@ -378,6 +383,7 @@ impl Response {
                 generation: r.u32("generation")?,
                 assignment: r.list("assignment")?,
                 heartbeat_interval_ms: r.u32("heartbeat_interval_ms")?,
+                topic: r.string("topic")?,
             },
             K::Heartbeat => Response::Assignment {
                 generation: r.u32("generation")?,
@@ -395,7 +401,7 @@ impl Response {
             K::ListQueues => Response::Queues(r.list("queues")?),
             K::QueueStats => Response::QueueStats(Box::new(QueueStatsWire::decode(r)?)),
             K::Send => Response::Sent(r.list("send results")?),
-            K::Receive => Response::Deliveries(r.list("deliveries")?),
+            K::Receive | K::PeekQueue => Response::Deliveries(r.list("deliveries")?),
             K::Ack => Response::AckResults(r.list("ack results")?),
             K::Redrive => Response::Redriven {
                 moved: r.u64("moved")?,
@@ -602,6 +608,7 @@ mod tests {
                 generation: 0,
                 assignment: vec![],
                 heartbeat_interval_ms: 0,
+                topic: String::new(),
             },
             Response::Assignment {
                 generation: 0,

@@ -22,6 +22,7 @@ impl Request {
                 filter,
                 start,
                 queue,
+                partitions,
             } => {
                 w.string("topic", topic)?;
                 w.string("subscription name", name)?;
@@ -29,6 +30,7 @@ impl Request {
                 w.option(filter.as_ref(), |w, text| w.string("filter", text))?;
                 start.encode(w)?;
                 queue.encode(w)?;
+                w.u32(*partitions);
             }
             Request::ListSubscriptions { topic } => {
                 w.option(topic.as_ref(), |w, text| w.string("topic", text))?;
@@ -54,6 +56,7 @@ impl Request {
                 filter: r.option("filter", |r| r.string("filter"))?,
                 start: OffsetSpec::decode(r)?,
                 queue: QueueConfigWire::decode(r)?,
+                partitions: r.u32("partitions")?,
             },
             K::ListSubscriptions => Request::ListSubscriptions {
                 topic: r.option("topic", |r| r.string("topic"))?,
@@ -104,6 +107,7 @@ mod tests {
                     visibility_ms: Some(30_000),
                     ..QueueConfigWire::default()
                 },
+                partitions: 4,
             },
             Request::ListSubscriptions { topic: None },
             Request::ListSubscriptions {

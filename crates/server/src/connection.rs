@@ -1,9 +1,10 @@
 //! One client connection: read frames, answer them, write responses.
 //!
-//! A reader loop decodes requests and hands them to the handler; a writer task sends the
-//! encoded responses, coalescing whatever is queued into one flush. Requests that wait run
-//! as their own tasks and answer through the same writer, so one slow fetch never holds up
-//! the rest of the connection.
+//! A reader loop decodes requests and hands them to the handler; the connection's
+//! [`Outbox`] sends the encoded responses (and pushes), straight to the socket when it is
+//! idle and through its flusher task, coalesced, when it is not. Requests that wait run as
+//! their own tasks and answer through the same outbox, so one slow fetch never holds up the
+//! rest of the connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,21 +16,21 @@ use switchyard_protocol::{
     decode_request, encode_response, negotiate_version, split_frame, ErrorCode, ErrorResponse,
     Request, Response, ResponseResult, NO_REQUEST_KIND,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::handler::{self, Limits, Outcome};
+use crate::outbox::Outbox;
 use crate::pubsub::Registry;
 use crate::pubsub_session::Session;
 
 /// How long a started frame may take to arrive whole; a peer that stalls mid-frame is cut
 /// off after this, so a truncated frame cannot pin a connection forever.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses queued for the writer before the reader stops taking requests: backpressure on
-/// a client that does not read its responses.
-const WRITE_QUEUE: usize = 1024;
+/// How long a closing connection may take to write its last answers to a peer that does not
+/// read them; then they are dropped.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
 /// Name the server gives in its hello.
@@ -53,8 +54,7 @@ pub async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
-    let writer_task = tokio::spawn(write_loop(writer, rx));
+    let tx = Outbox::start(writer);
     let gone = watch::Sender::new(false);
     // Dropped when this function returns, ending the connection's subscriptions.
     let mut session = Session::new(registry, &tx);
@@ -70,11 +70,17 @@ pub async fn serve(
         loop {
             let payload = match split_frame(&mut buf, settings.max_frame) {
                 Ok(Some(payload)) => payload,
-                Ok(None) => break,
+                Ok(None) => {
+                    // Everything read is answered: ring the subscribers this read's publishes
+                    // reached, then write the answers, each with as few writes as it takes.
+                    session.flush();
+                    tx.flush();
+                    break;
+                }
                 Err(err) => {
                     tracing::debug!(%peer, error = %err, "bad frame; closing");
                     send(&tx, 0, NO_REQUEST_KIND, &Err(err.to_error_response())).await;
-                    return finish(tx, writer_task, &gone).await;
+                    return finish(&tx, &gone).await;
                 }
             };
             let (request_id, request) = match decode_request(payload) {
@@ -82,7 +88,7 @@ pub async fn serve(
                 Err(err) => {
                     tracing::debug!(%peer, error = %err, "malformed request");
                     let (Some(id), Some(kind)) = (err.request_id(), err.kind()) else {
-                        return finish(tx, writer_task, &gone).await;
+                        return finish(&tx, &gone).await;
                     };
                     if !handshaken {
                         // Before a hello, nothing but a hello is answered.
@@ -91,7 +97,7 @@ pub async fn serve(
                             "the first request on a connection must be hello",
                         );
                         send(&tx, id, kind, &Err(refused)).await;
-                        return finish(tx, writer_task, &gone).await;
+                        return finish(&tx, &gone).await;
                     }
                     send(&tx, id, kind, &Err(err.to_error_response())).await;
                     continue;
@@ -103,7 +109,7 @@ pub async fn serve(
                 let closes = accepted.is_err();
                 send(&tx, request_id, kind, &accepted).await;
                 if closes {
-                    return finish(tx, writer_task, &gone).await;
+                    return finish(&tx, &gone).await;
                 }
                 handshaken = true;
                 continue;
@@ -115,9 +121,9 @@ pub async fn serve(
                 request => handler::handle(&broker, limits, request),
             };
             match outcome {
-                Outcome::Ready(result) => send(&tx, request_id, kind, &result).await,
+                Outcome::Ready(result) => queue(&tx, request_id, kind, &result).await,
                 Outcome::Deferred(work) => {
-                    let tx = tx.clone();
+                    let tx = Arc::clone(&tx);
                     let gone = gone.subscribe();
                     tokio::spawn(async move {
                         tokio::select! {
@@ -135,14 +141,14 @@ pub async fn serve(
         buf.reserve(READ_CHUNK);
         let read = tokio::select! {
             read = read_some(&mut reader, &mut buf) => read,
-            _ = shutdown.changed() => return finish(tx, writer_task, &gone).await,
+            _ = shutdown.changed() => return finish(&tx, &gone).await,
         };
         match read {
-            Ok(0) => return finish(tx, writer_task, &gone).await,
+            Ok(0) => return finish(&tx, &gone).await,
             Ok(_) => {}
             Err(err) => {
                 tracing::debug!(%peer, error = %err, "connection read ended");
-                return finish(tx, writer_task, &gone).await;
+                return finish(&tx, &gone).await;
             }
         }
     }
@@ -195,18 +201,27 @@ fn hello(request: &Request, max_frame: u32) -> ResponseResult {
     })
 }
 
-async fn send(tx: &mpsc::Sender<BytesMut>, request_id: u32, kind: u16, result: &ResponseResult) {
+/// Sends one answer now; a closed outbox means the peer is gone and takes it silently.
+async fn send(tx: &Outbox, request_id: u32, kind: u16, result: &ResponseResult) {
+    tx.send(encode(request_id, kind, result)).await;
+}
+
+/// Like [`send`], leaving the answer queued until the reader has handled the whole read.
+async fn queue(tx: &Outbox, request_id: u32, kind: u16, result: &ResponseResult) {
+    tx.queue(encode(request_id, kind, result)).await;
+}
+
+fn encode(request_id: u32, kind: u16, result: &ResponseResult) -> BytesMut {
     let mut frame = BytesMut::new();
     if let Err(err) = encode_response(request_id, kind, result, &mut frame) {
         tracing::error!(request_id, kind, error = %err, "cannot encode response");
         let fallback = Err(ErrorResponse::new(ErrorCode::Internal, err.to_string()));
         frame.clear();
         if encode_response(request_id, kind, &fallback, &mut frame).is_err() {
-            return;
+            frame.clear();
         }
     }
-    // A closed writer means the peer is gone; there is no one left to tell.
-    let _ = tx.send(frame).await;
+    frame
 }
 
 /// Resolves once the connection has ended.
@@ -215,32 +230,14 @@ async fn peer_left(mut gone: watch::Receiver<bool>) {
 }
 
 /// Ends a connection: tells requests still waiting that nobody is listening any more (so a
-/// long-poll receive does not lease records to a peer that left), then lets the writer drain.
-async fn finish(
-    tx: mpsc::Sender<BytesMut>,
-    writer: tokio::task::JoinHandle<()>,
-    gone: &watch::Sender<bool>,
-) {
+/// long-poll receive does not lease records to a peer that left), then lets the outbox send
+/// what it holds, for at most [`FINISH_TIMEOUT`].
+async fn finish(tx: &Outbox, gone: &watch::Sender<bool>) {
     gone.send_replace(true);
-    drop(tx);
-    let _ = writer.await;
-}
-
-async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<BytesMut>) {
-    let mut writer = BufWriter::with_capacity(256 * 1024, writer);
-    while let Some(frame) = rx.recv().await {
-        if writer.write_all(&frame).await.is_err() {
-            return;
-        }
-        // Coalesce everything already queued into one flush.
-        while let Ok(frame) = rx.try_recv() {
-            if writer.write_all(&frame).await.is_err() {
-                return;
-            }
-        }
-        if writer.flush().await.is_err() {
-            return;
-        }
+    if tokio::time::timeout(FINISH_TIMEOUT, tx.finish())
+        .await
+        .is_err()
+    {
+        tx.abandon();
     }
-    let _ = writer.shutdown().await;
 }

@@ -151,6 +151,7 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
             session_timeout_ms,
             reset,
         } => {
+            let topic = broker.group_topic(&group, &topic);
             let joined = broker.join_group(
                 &group,
                 &topic,
@@ -165,6 +166,7 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
                 assignment: assignment.partitions,
                 heartbeat_interval_ms: convert::heartbeat_interval(session_timeout_ms).as_millis()
                     as u32,
+                topic,
             })
         }
         Request::Heartbeat {
@@ -228,7 +230,8 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
         | Request::Ack { .. }
         | Request::Nack { .. }
         | Request::Extend { .. }
-        | Request::Redrive { .. }) => crate::queue_handler::handle(broker, limits, request),
+        | Request::Redrive { .. }
+        | Request::PeekQueue { .. }) => crate::queue_handler::handle(broker, limits, request),
         request @ (Request::CreateSubscription { .. }
         | Request::ListSubscriptions { .. }
         | Request::DeleteSubscription { .. }) => {

@@ -3,6 +3,8 @@
 //! - [`server`]: binding, accepting, the connection limit, graceful shutdown.
 //! - [`connection`]: one connection's read–answer–write loop and the handshake.
 //! - [`handler`]: what each request does, inline or as a waiting task.
+//! - [`outbox`]: what a connection sends, written by whoever produced it when the socket is
+//!   idle.
 //! - [`convert`]: wire types ↔ broker types, broker errors → stable wire codes.
 //! - [`queue_handler`], [`queue_convert`]: the queue requests and their wire types.
 //! - [`rule_handler`]: event rules (create, list, delete) and trace.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod connection;
 pub mod convert;
 pub mod handler;
+pub mod outbox;
 pub mod pubsub;
 pub mod pubsub_session;
 pub mod queue_convert;

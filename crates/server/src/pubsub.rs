@@ -5,13 +5,21 @@
 //! The one promise is that a slow subscriber costs only itself. So every subscription has a
 //! bounded buffer (a tokio channel of `buffer_records`, plus a byte bound), a publisher only
 //! ever `try_send`s into it, and a record that does not fit is dropped *for that
-//! subscription* and counted; the subscription's pump (`pubsub_session`) reports the count to
-//! its subscriber with every push. A publish therefore never waits on a subscriber, and its
-//! cost is one filter check and one channel send per matching subscription.
+//! subscription* and counted. Then it rings the subscriber's connection ([`Doorbell`], the
+//! connection's [`crate::outbox::Outbox`]), which moves the buffer into push frames (with the
+//! drop count) and, when its socket is idle, writes them at once, on the publisher's thread,
+//! with no task hand-over in between. A publish therefore never waits on a subscriber, and
+//! its cost is one filter check and one channel send per matching subscription, plus the
+//! write when the subscriber's socket is idle.
 //!
 //! Matching: literal patterns (most subscriptions, and every request inbox) sit in a hash
 //! map by subject, so a publish finds them in O(1); wildcard patterns sit in a list that
-//! each publish scans. Measured in a release build, a scan costs about 40 ns per wildcard
+//! each publish scans. A subscription may be bound to a set of patterns (`a.A,a.*.B`): it has
+//! an entry in the map for each of its literal patterns and one entry in the list if it has
+//! any wildcard, and the scan skips a subscription that the map already produced for the
+//! subject, so a record several of its patterns match still reaches it once. Two literal
+//! patterns of one set never name the same subject (the set keeps repeats once), so the map
+//! yields each subscription at most once as well. Measured in a release build, a scan costs about 40 ns per wildcard
 //! subscription that does not match (`wildcard_scan_cost`, below), so a server with
 //! thousands of wildcard subscriptions still publishes in tens of microseconds; a token
 //! trie would pay off only well beyond that.
@@ -19,16 +27,14 @@
 //! A record is shared by all the subscriptions it goes to ([`Published`] behind an `Arc`):
 //! delivering it to one more subscriber costs a reference count, not a copy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use parking_lot::RwLock;
-use switchyard_broker::route::{Filter, Pattern};
+use parking_lot::{Mutex, RwLock};
+use switchyard_broker::route::{Filter, Pattern, PatternSet};
 use switchyard_log::Record;
 use switchyard_protocol::{MessageWire, PublishRecordWire};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, Notify};
 
 /// Records buffered for a subscription that asked for 0: a second of a busy subject's
 /// traffic, about 1 MB of 100-byte records, so a subscriber's brief pause loses nothing.
@@ -51,8 +57,10 @@ pub const MAX_BUFFER_BYTES: usize = 256 * 1024 * 1024;
 pub struct Published {
     /// The record as pushes carry it.
     pub message: MessageWire,
-    /// The same record as filters read it.
-    record: Record,
+    /// The same record as filters read it, made the first time a filter asks (most
+    /// subscriptions have none, and then nothing is copied for them).
+    record: OnceLock<Record>,
+    offset: u64,
     /// Bytes it takes in a push; what the byte bound counts.
     pub size: usize,
 }
@@ -61,13 +69,6 @@ impl Published {
     /// A record published to `subject` at `timestamp`; `offset` is its offset in the topic
     /// of the subject's name, or 0 when there is none.
     pub fn new(subject: &str, timestamp: i64, offset: u64, wire: PublishRecordWire) -> Published {
-        let record = Record {
-            offset,
-            timestamp,
-            key: wire.key.clone(),
-            value: wire.value.clone(),
-            headers: wire.headers.clone(),
-        };
         let message = MessageWire {
             subject: subject.to_string(),
             timestamp,
@@ -78,80 +79,190 @@ impl Published {
         let size = message.encoded_len();
         Published {
             message,
-            record,
+            record: OnceLock::new(),
+            offset,
             size,
         }
     }
+
+    /// The record as filters read it.
+    fn record(&self) -> &Record {
+        self.record.get_or_init(|| Record {
+            offset: self.offset,
+            timestamp: self.message.timestamp,
+            key: self.message.key.clone(),
+            value: self.message.value.clone(),
+            headers: self.message.headers.clone(),
+        })
+    }
 }
 
-/// State a subscription shares between its publishers and its pump.
+/// State a subscription shares between its publishers and its connection's outbox.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Bytes of the records in the buffer now.
     pub queued_bytes: AtomicUsize,
     /// Records dropped since the subscription began.
     pub dropped: AtomicU64,
-    /// Woken on every drop, so a drop after the last record still gets reported.
-    pub dropped_signal: Notify,
 }
 
-/// The reading end of a subscription's buffer, for its pump.
-#[derive(Debug)]
-pub struct Outlet {
-    pub records: mpsc::Receiver<Arc<Published>>,
-    pub counters: Arc<Counters>,
+/// Told that a subscription has records to push or a drop to report: its connection's
+/// outbox. A publisher rings once per publish and subscription, after offering the records,
+/// so a drop after the last record still gets reported.
+pub trait Doorbell: Send + Sync {
+    /// Subscription `id` of this connection has something to send.
+    fn ring(&self, id: u32);
 }
 
-/// What became of a record offered to a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Offer {
-    /// Not for this subscription (its filter refused it, or it is closing).
-    Skipped,
-    /// In the buffer.
-    Taken,
-    /// The buffer was full; counted.
-    Dropped,
+/// Subscriptions to ring once the records of some publishes are in their buffers.
+#[derive(Default)]
+pub struct Rings {
+    pending: Vec<(Arc<dyn Doorbell>, u32)>,
 }
 
-/// One subscription as the registry sees it.
-#[derive(Debug)]
-struct Subscriber {
-    connection: u64,
-    id: u32,
-    pattern: Pattern,
-    filter: Option<Filter>,
-    buffer: mpsc::Sender<Arc<Published>>,
-    /// Most bytes of records in the buffer.
-    max_bytes: usize,
-    counters: Arc<Counters>,
-}
-
-impl Subscriber {
-    fn offer(&self, published: &Arc<Published>) -> Offer {
-        if let Some(filter) = &self.filter {
-            if !filter.matches(&published.record) {
-                return Offer::Skipped;
-            }
-        }
-        let size = published.size;
-        let queued = self.counters.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        if queued > 0 && queued + size > self.max_bytes {
-            return self.refuse(size, Offer::Dropped);
-        }
-        match self.buffer.try_send(Arc::clone(published)) {
-            Ok(()) => Offer::Taken,
-            Err(TrySendError::Full(_)) => self.refuse(size, Offer::Dropped),
-            Err(TrySendError::Closed(_)) => self.refuse(size, Offer::Skipped),
+impl Rings {
+    fn add(&mut self, doorbell: &Arc<dyn Doorbell>, id: u32) {
+        let known = (self.pending.iter()).any(|(d, i)| *i == id && Arc::ptr_eq(d, doorbell));
+        if !known {
+            self.pending.push((Arc::clone(doorbell), id));
         }
     }
 
-    fn refuse(&self, size: usize, offer: Offer) -> Offer {
-        self.counters.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-        if offer == Offer::Dropped {
-            self.counters.dropped.fetch_add(1, Ordering::AcqRel);
-            self.counters.dropped_signal.notify_one();
+    /// Rings every subscription added since the last call, once each. Call it outside any
+    /// lock: a ring may write to the subscriber's socket.
+    pub fn ring_all(&mut self) {
+        for (doorbell, id) in self.pending.drain(..) {
+            doorbell.ring(id);
         }
-        offer
+    }
+}
+
+/// A subscription's bounded buffer. A plain queue under a lock rather than a channel: its
+/// reader never waits on it (the outbox is rung instead), and a publish of many records takes
+/// the lock once for all of them.
+#[derive(Debug)]
+struct Buffer {
+    queue: Mutex<Queue>,
+}
+
+#[derive(Debug)]
+struct Queue {
+    records: VecDeque<Arc<Published>>,
+    /// Most records it holds.
+    capacity: usize,
+    /// The outlet is gone: the subscription is ending, take nothing more.
+    closed: bool,
+}
+
+/// The reading end of a subscription's buffer, for its connection's outbox.
+#[derive(Debug)]
+pub struct Outlet {
+    buffer: Arc<Buffer>,
+    pub counters: Arc<Counters>,
+}
+
+impl Outlet {
+    /// Moves the oldest records, up to about `max_bytes` of them (at least one, if any), to
+    /// `into`; returns their bytes, already taken off `queued_bytes`.
+    pub fn take(&self, max_bytes: usize, into: &mut Vec<Arc<Published>>) -> usize {
+        let mut bytes = 0;
+        {
+            let mut queue = self.buffer.queue.lock();
+            while bytes < max_bytes {
+                let Some(published) = queue.records.pop_front() else {
+                    break;
+                };
+                bytes += published.size;
+                into.push(published);
+            }
+        }
+        self.counters
+            .queued_bytes
+            .fetch_sub(bytes, Ordering::AcqRel);
+        bytes
+    }
+}
+
+impl Drop for Outlet {
+    fn drop(&mut self) {
+        let mut queue = self.buffer.queue.lock();
+        queue.closed = true;
+        queue.records.clear();
+    }
+}
+
+/// One subscription as the registry sees it.
+struct Subscriber {
+    connection: u64,
+    id: u32,
+    /// The patterns without wildcards, each indexed by its subject.
+    literals: Vec<Pattern>,
+    /// The patterns with wildcards, tried by the scan.
+    wildcards: Vec<Pattern>,
+    filter: Option<Filter>,
+    buffer: Arc<Buffer>,
+    /// Most bytes of records in the buffer.
+    max_bytes: usize,
+    counters: Arc<Counters>,
+    doorbell: Arc<dyn Doorbell>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("connection", &self.connection)
+            .field("id", &self.id)
+            .field("literals", &self.literals)
+            .field("wildcards", &self.wildcards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscriber {
+    /// Whether the wildcard scan should offer `subject` to this subscription: one of its
+    /// wildcards matches and none of its literals named it already.
+    fn scan_matches(&self, subject: &str) -> bool {
+        self.wildcards
+            .iter()
+            .any(|pattern| pattern.matches(subject))
+            && !self
+                .literals
+                .iter()
+                .any(|pattern| pattern.as_str() == subject)
+    }
+
+    fn is(&self, connection: u64, id: u32) -> bool {
+        self.connection == connection && self.id == id
+    }
+
+    /// Puts in the buffer those of `records` the filter admits, in order, dropping and
+    /// counting what does not fit. Returns whether any record was taken, and whether any was
+    /// taken or dropped (the subscriber then has something to be told).
+    fn offer(&self, records: &[Arc<Published>]) -> (bool, bool) {
+        let (mut took, mut offered) = (false, false);
+        let mut queue = self.buffer.queue.lock();
+        if queue.closed {
+            return (false, false);
+        }
+        for published in records {
+            if let Some(filter) = &self.filter {
+                if !filter.matches(published.record()) {
+                    continue;
+                }
+            }
+            offered = true;
+            let size = published.size;
+            let queued = self.counters.queued_bytes.fetch_add(size, Ordering::AcqRel);
+            let too_many_bytes = queued > 0 && queued + size > self.max_bytes;
+            if too_many_bytes || queue.records.len() >= queue.capacity {
+                self.counters.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                self.counters.dropped.fetch_add(1, Ordering::AcqRel);
+                continue;
+            }
+            queue.records.push_back(Arc::clone(published));
+            took = true;
+        }
+        (took, offered)
     }
 }
 
@@ -159,8 +270,9 @@ impl Subscriber {
 struct Index {
     /// Patterns without wildcards, by the one subject they match.
     literal: HashMap<String, Vec<Arc<Subscriber>>>,
-    /// Patterns with `*` or `>`, scanned by every publish.
+    /// Subscriptions with at least one pattern with `*` or `>`, scanned by every publish.
     wildcard: Vec<Arc<Subscriber>>,
+    /// Subscriptions, however many entries each has.
     count: usize,
 }
 
@@ -189,80 +301,117 @@ impl Registry {
         self.sticky.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a subscription; the caller has checked that `id` is free on `connection`. Its
-    /// buffer holds `buffer_records` (0: the default, capped at the maximum).
+    /// Adds a subscription to every subject any pattern of `patterns` matches; the caller
+    /// has checked that `id` is free on `connection`. Its buffer holds `buffer_records` (0:
+    /// the default, capped at the maximum); `doorbell` is rung when it has something to send.
     pub fn subscribe(
         &self,
         connection: u64,
         id: u32,
-        pattern: Pattern,
+        patterns: &PatternSet,
         filter: Option<Filter>,
         buffer_records: u32,
+        doorbell: Arc<dyn Doorbell>,
     ) -> Outlet {
         let capacity = match buffer_records {
             0 => DEFAULT_BUFFER_RECORDS,
             asked => asked.min(MAX_BUFFER_RECORDS),
         };
-        let (buffer, records) = mpsc::channel(capacity as usize);
+        let buffer = Arc::new(Buffer {
+            queue: Mutex::new(Queue {
+                records: VecDeque::new(),
+                capacity: capacity as usize,
+                closed: false,
+            }),
+        });
         let counters = Arc::new(Counters::default());
+        let (literals, wildcards): (Vec<Pattern>, Vec<Pattern>) = (patterns.patterns().iter())
+            .cloned()
+            .partition(Pattern::is_literal);
         let subscriber = Arc::new(Subscriber {
             connection,
             id,
-            pattern,
+            literals,
+            wildcards,
             filter,
-            buffer,
+            buffer: Arc::clone(&buffer),
             max_bytes: (capacity as usize * BUFFER_BYTES_PER_RECORD).min(MAX_BUFFER_BYTES),
             counters: Arc::clone(&counters),
+            doorbell,
         });
         let mut index = self.index.write();
         index.count += 1;
-        if subscriber.pattern.is_literal() {
-            let subject = subscriber.pattern.as_str().to_string();
-            index.literal.entry(subject).or_default().push(subscriber);
-        } else {
+        for literal in &subscriber.literals {
+            let subject = literal.as_str().to_string();
+            let entry = index.literal.entry(subject).or_default();
+            entry.push(Arc::clone(&subscriber));
+        }
+        if !subscriber.wildcards.is_empty() {
             index.wildcard.push(subscriber);
         }
-        Outlet { records, counters }
+        Outlet { buffer, counters }
     }
 
-    /// Removes the subscription `id` of `connection`, made with `pattern`; `false` when
-    /// there was none. Its buffer closes, so its pump ends once the buffer is drained.
-    pub fn unsubscribe(&self, connection: u64, id: u32, pattern: &Pattern) -> bool {
-        let is_it = |s: &Arc<Subscriber>| s.connection == connection && s.id == id;
+    /// Removes the subscription `id` of `connection`, made with `patterns`, from every entry
+    /// it has; `false` when there was none. Publishes no longer reach it; its connection
+    /// detaches (and so closes) its buffer.
+    pub fn unsubscribe(&self, connection: u64, id: u32, patterns: &PatternSet) -> bool {
         let mut index = self.index.write();
-        let removed = if pattern.is_literal() {
-            let Some(list) = index.literal.get_mut(pattern.as_str()) else {
-                return false;
-            };
-            let before = list.len();
-            list.retain(|s| !is_it(s));
-            let removed = before - list.len();
-            if list.is_empty() {
-                index.literal.remove(pattern.as_str());
+        let mut found = false;
+        for pattern in patterns.patterns() {
+            if pattern.is_literal() {
+                let subject = pattern.as_str();
+                let Some(list) = index.literal.get_mut(subject) else {
+                    continue;
+                };
+                let before = list.len();
+                list.retain(|s| !s.is(connection, id));
+                found |= list.len() < before;
+                if list.is_empty() {
+                    index.literal.remove(subject);
+                }
             }
-            removed
-        } else {
+        }
+        if patterns.patterns().iter().any(|p| !p.is_literal()) {
             let before = index.wildcard.len();
-            index.wildcard.retain(|s| !is_it(s));
-            before - index.wildcard.len()
-        };
-        index.count -= removed;
-        removed > 0
+            index.wildcard.retain(|s| !s.is(connection, id));
+            found |= index.wildcard.len() < before;
+        }
+        if found {
+            index.count -= 1;
+        }
+        found
     }
 
     /// Offers `records`, all published to `subject`, to every matching subscription, in
-    /// order; never waits. Returns how many subscriptions took at least one of them.
+    /// order, then rings the connections of those that took or dropped any; never waits.
+    /// Returns how many subscriptions took at least one of them.
     pub fn publish(&self, subject: &str, records: &[Arc<Published>]) -> u32 {
+        let mut rings = Rings::default();
+        let reached = self.publish_deferred(subject, records, &mut rings);
+        rings.ring_all();
+        reached
+    }
+
+    /// Like [`Registry::publish`], but adds the rings to `rings` instead: a connection that
+    /// handles several publishes of one read rings each subscriber once, at the end, so that
+    /// their records go out in one write.
+    pub fn publish_deferred(
+        &self,
+        subject: &str,
+        records: &[Arc<Published>],
+        rings: &mut Rings,
+    ) -> u32 {
         let index = self.index.read();
         let literal = index.literal.get(subject).into_iter().flatten();
-        let wildcard = index.wildcard.iter().filter(|s| s.pattern.matches(subject));
+        let wildcard = index.wildcard.iter().filter(|s| s.scan_matches(subject));
         let mut reached = 0u32;
         for subscriber in literal.chain(wildcard) {
-            let mut took = false;
-            for record in records {
-                took |= subscriber.offer(record) == Offer::Taken;
-            }
+            let (took, offered) = subscriber.offer(records);
             reached = reached.saturating_add(u32::from(took));
+            if offered {
+                rings.add(&subscriber.doorbell, subscriber.id);
+            }
         }
         reached
     }
@@ -292,18 +441,30 @@ mod tests {
         Arc::new(Published::new(subject, 0, 0, wire))
     }
 
+    /// A connection that is never told anything; the tests read the buffers themselves.
+    struct Deaf;
+
+    impl Doorbell for Deaf {
+        fn ring(&self, _id: u32) {}
+    }
+
+    fn deaf() -> Arc<dyn Doorbell> {
+        Arc::new(Deaf)
+    }
+
+    fn set(text: &str) -> PatternSet {
+        PatternSet::parse(text).expect("valid patterns")
+    }
+
     fn subscribe(registry: &Registry, id: u32, pattern: &str, filter: Option<&str>) -> Outlet {
-        let pattern = Pattern::parse(pattern).expect("valid pattern");
         let filter = filter.map(|text| Filter::parse(text).expect("valid filter"));
-        registry.subscribe(1, id, pattern, filter, 4)
+        registry.subscribe(1, id, &set(pattern), filter, 4, deaf())
     }
 
     fn drain(outlet: &mut Outlet) -> Vec<String> {
-        let mut got = Vec::new();
-        while let Ok(published) = outlet.records.try_recv() {
-            got.push(published.message.subject.clone());
-        }
-        got
+        let mut taken = Vec::new();
+        outlet.take(usize::MAX, &mut taken);
+        (taken.iter()).map(|p| p.message.subject.clone()).collect()
     }
 
     #[test]
@@ -322,10 +483,67 @@ mod tests {
     }
 
     #[test]
+    fn a_set_of_patterns_gets_each_record_once_in_publish_order() {
+        let registry = Registry::new();
+        let mut both = subscribe(&registry, 1, "a.A,a.*.B", None);
+        // Every record here is matched by two or three members of the set.
+        let overlapping = set("a.A,a.>,a.*,a.A.B,a.*.B");
+        let mut overlapping = registry.subscribe(1, 2, &overlapping, None, 100, deaf());
+        let subjects = ["a.A", "a.B", "a.Z.B", "a.Z.C", "a.A.B"];
+        let mut reached = Vec::new();
+        for subject in subjects {
+            reached.push(registry.publish(subject, &[record(subject, "v")]));
+        }
+        assert_eq!(drain(&mut both), ["a.A", "a.Z.B", "a.A.B"]);
+        assert_eq!(drain(&mut overlapping), subjects);
+        assert_eq!(
+            reached,
+            [2, 1, 2, 1, 2],
+            "a subscription counts once per publish"
+        );
+        assert_eq!(overlapping.counters.dropped.load(Ordering::Acquire), 0);
+        assert_eq!(registry.len(), 2);
+    }
+
+    #[test]
+    fn a_batch_reaches_a_set_once_per_record_in_order() {
+        let registry = Registry::new();
+        let outlet = subscribe(&registry, 1, "s,s.>,*", None);
+        let batch: Vec<_> = ["1", "2", "3"].iter().map(|v| record("s", v)).collect();
+        assert_eq!(registry.publish("s", &batch), 1);
+        let mut taken = Vec::new();
+        outlet.take(usize::MAX, &mut taken);
+        let values: Vec<_> = (taken.iter())
+            .map(|p| p.message.value.clone().expect("a value"))
+            .collect();
+        assert_eq!(values, ["1", "2", "3"]);
+    }
+
+    #[test]
+    fn unsubscribing_a_set_removes_every_entry() {
+        let registry = Registry::new();
+        let patterns = set("x,y,x.*,z.>");
+        let _gone = registry.subscribe(1, 7, &patterns, None, 4, deaf());
+        let mut kept = subscribe(&registry, 8, "y", None);
+        assert_eq!(registry.len(), 2);
+        assert!(registry.unsubscribe(1, 7, &patterns));
+        assert!(!registry.unsubscribe(1, 7, &patterns), "already gone");
+        assert_eq!(registry.len(), 1);
+        for subject in ["x", "y", "x.a", "z.a.b"] {
+            let expected = u32::from(subject == "y");
+            assert_eq!(registry.publish(subject, &[record(subject, "v")]), expected);
+        }
+        assert_eq!(drain(&mut kept), ["y"]);
+        let index = registry.index.read();
+        assert_eq!(index.literal.len(), 1, "only `y` is left in the map");
+        assert!(index.wildcard.is_empty());
+    }
+
+    #[test]
     fn a_full_buffer_drops_and_counts_without_blocking() {
         let registry = Registry::new();
         let mut slow = subscribe(&registry, 1, "s", None);
-        let mut other = registry.subscribe(2, 1, Pattern::parse("s").expect("valid"), None, 100);
+        let mut other = registry.subscribe(2, 1, &set("s"), None, 100, deaf());
         let batch: Vec<_> = (0..10).map(|n| record("s", &n.to_string())).collect();
         assert_eq!(registry.publish("s", &batch), 2);
         assert_eq!(drain(&mut slow).len(), 4);
@@ -347,10 +565,7 @@ mod tests {
     #[test]
     fn unsubscribe_removes_exactly_one_subscription() {
         let registry = Registry::new();
-        let (literal, wildcard) = (
-            Pattern::parse("x").expect("ok"),
-            Pattern::parse("x.>").expect("ok"),
-        );
+        let (literal, wildcard) = (set("x"), set("x.>"));
         let _a = subscribe(&registry, 1, "x", None);
         let _b = subscribe(&registry, 2, "x", None);
         let _c = subscribe(&registry, 3, "x.>", None);
@@ -367,7 +582,7 @@ mod tests {
     #[test]
     fn the_byte_bound_drops_what_the_record_count_would_take() {
         let registry = Registry::new();
-        let mut outlet = registry.subscribe(1, 1, Pattern::parse("big").expect("ok"), None, 100);
+        let mut outlet = registry.subscribe(1, 1, &set("big"), None, 100, deaf());
         let large = "x".repeat(100 * BUFFER_BYTES_PER_RECORD / 2);
         let batch: Vec<_> = (0..3).map(|_| record("big", &large)).collect();
         registry.publish("big", &batch);
@@ -387,8 +602,8 @@ mod tests {
         let registry = Registry::new();
         let mut outlets = Vec::new();
         for n in 0..10_000 {
-            let pattern = Pattern::parse(&format!("svc.{n}.*.>")).expect("valid");
-            outlets.push(registry.subscribe(1, n, pattern, None, 1));
+            let patterns = set(&format!("svc.{n}.*.>"));
+            outlets.push(registry.subscribe(1, n, &patterns, None, 1, deaf()));
         }
         let one = [record("svc.none.a.b", "v")];
         let rounds = 1_000;

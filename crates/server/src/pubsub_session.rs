@@ -1,84 +1,60 @@
-//! The pub/sub requests of one connection: subscribe, unsubscribe, publish, and the pumps
-//! that push each subscription's messages to the client.
+//! The pub/sub requests of one connection: subscribe, unsubscribe and publish.
 //!
 //! Subscriptions belong to the connection that made them, so a [`Session`] lives in the
 //! connection's loop and removes them all when it is dropped: a client that vanishes leaves
-//! nothing behind. Each subscription has a pump task that takes what its buffer holds, up
-//! to [`PUSH_FRAME_BYTES`], and queues it as one push frame on the connection's writer.
-//!
-//! The writer's queue is shared with responses and holds up to a thousand frames, so a
-//! pump waits for its turn instead of filling it: at most [`PUSHES_QUEUED`] frames may be
-//! waiting when a pump adds one. What cannot be written yet stays in the subscriptions'
-//! bounded buffers, where publishers drop and count the overflow; the memory a slow
-//! subscriber costs is therefore its buffers plus a few frames, whatever is published. A
-//! pump holds only a weak handle on the writer, so a closing connection never waits on one.
+//! nothing behind. A subscription's records go from its bounded buffer to the client through
+//! the connection's [`Outbox`], rung by each publish that reaches it; there is no task per
+//! subscription, so a record published to an idle connection is written by the publisher's
+//! reader without waiting for another task to be scheduled.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use switchyard_broker::route::{Filter, Pattern};
+use switchyard_broker::route::{Filter, Pattern, PatternSet};
 use switchyard_broker::{Broker, BrokerError};
 use switchyard_log::partitioner::partition_for_key;
 use switchyard_log::{BatchBuilder, RecordBuf};
 use switchyard_protocol::{
-    encode_push_of, ErrorCode, ErrorResponse, MessageWire, PartitionOffset, PublishRecordWire,
-    Request, Response, ResponseResult,
+    ErrorCode, ErrorResponse, PartitionOffset, PublishRecordWire, Request, Response, ResponseResult,
 };
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::convert::error_response;
 use crate::handler::Outcome;
-use crate::pubsub::{Outlet, Published, Registry};
+use crate::outbox::Outbox;
+use crate::pubsub::{Doorbell, Published, Registry, Rings};
 
 /// Most subscriptions one connection may hold: far more than a client needs (a request
 /// inbox is one), few enough that one connection cannot exhaust the server's memory.
 pub const MAX_SUBSCRIPTIONS: usize = 10_000;
-/// A pump puts about this many bytes of messages in one push frame: enough to amortise the
-/// frame and the syscall over hundreds of small records, small enough that a few queued
-/// frames cost little memory.
-pub const PUSH_FRAME_BYTES: usize = 64 * 1024;
-/// Frames that may wait in a connection's writer when a pump queues another: enough to keep
-/// the socket busy while the next frame is built (256 KiB of pushes in flight), few enough
-/// that what a stalled subscriber pins in the writer stays small.
-pub const PUSHES_QUEUED: usize = 4;
-
-/// One subscription of this connection.
-struct Local {
-    pattern: Pattern,
-    pump: JoinHandle<()>,
-}
-
-/// The connection's way to its writer, shared by its pumps.
-struct Lane {
-    writer: mpsc::WeakSender<BytesMut>,
-    /// Pumps queue one at a time, so each waits for a short writer queue in turn.
-    turn: tokio::sync::Mutex<()>,
-}
 
 /// The pub/sub state of one connection.
 pub struct Session {
     registry: Arc<Registry>,
     connection: u64,
-    lane: Arc<Lane>,
-    subscriptions: HashMap<u32, Local>,
+    outbox: Arc<Outbox>,
+    /// The patterns of each subscription, by id.
+    subscriptions: HashMap<u32, PatternSet>,
+    /// Subscribers reached by the publishes since the last [`Session::flush`].
+    rings: Rings,
 }
 
 impl Session {
-    /// A session whose pushes go to the connection writer `writer`.
-    pub fn new(registry: Arc<Registry>, writer: &mpsc::Sender<BytesMut>) -> Session {
+    /// A session whose pushes go out through `outbox`.
+    pub fn new(registry: Arc<Registry>, outbox: &Arc<Outbox>) -> Session {
         let connection = registry.next_connection();
         Session {
             registry,
             connection,
-            lane: Arc::new(Lane {
-                writer: writer.downgrade(),
-                turn: tokio::sync::Mutex::new(()),
-            }),
+            outbox: Arc::clone(outbox),
             subscriptions: HashMap::new(),
+            rings: Rings::default(),
         }
+    }
+
+    /// Tells the subscribers reached by the publishes handled since the last call; the
+    /// connection calls it once it has handled every request of a read.
+    pub fn flush(&mut self) {
+        self.rings.ring_all();
     }
 
     /// Handles `Subscribe`, `Unsubscribe` and `Publish`; the connection routes them here.
@@ -94,7 +70,7 @@ impl Session {
                 Outcome::Ready(self.unsubscribe(subscription_id))
             }
             Request::Publish { subject, records } => {
-                publish(broker, &self.registry, subject, records)
+                publish(broker, &self.registry, &mut self.rings, subject, records)
             }
             other => Outcome::Ready(Err(ErrorResponse::new(
                 ErrorCode::Internal,
@@ -123,104 +99,47 @@ impl Session {
                  unsubscribe some or use wildcards"
             )));
         }
-        let pattern =
-            Pattern::parse(pattern).map_err(|err| invalid(format!("cannot subscribe: {err}")))?;
+        // One pattern or several, comma-separated; a record any of them matches is pushed once.
+        let patterns = PatternSet::parse(pattern)
+            .map_err(|err| invalid(format!("cannot subscribe: {err}")))?;
         let filter = filter
             .as_deref()
             .map(Filter::parse)
             .transpose()
-            .map_err(|err| invalid(format!("cannot subscribe to `{pattern}`: {err}")))?;
-        let outlet =
-            self.registry
-                .subscribe(self.connection, id, pattern.clone(), filter, buffer_records);
-        let pump = tokio::spawn(pump(id, outlet, Arc::clone(&self.lane)));
-        tracing::debug!(connection = self.connection, id, %pattern, "subscribed");
-        self.subscriptions.insert(id, Local { pattern, pump });
+            .map_err(|err| invalid(format!("cannot subscribe to `{patterns}`: {err}")))?;
+        let doorbell: Arc<dyn Doorbell> = Arc::clone(&self.outbox) as Arc<dyn Doorbell>;
+        let outlet = self.registry.subscribe(
+            self.connection,
+            id,
+            &patterns,
+            filter,
+            buffer_records,
+            doorbell,
+        );
+        self.outbox.attach(id, outlet);
+        tracing::debug!(connection = self.connection, id, %patterns, "subscribed");
+        self.subscriptions.insert(id, patterns);
         Ok(Response::Empty)
     }
 
     fn unsubscribe(&mut self, id: u32) -> ResponseResult {
-        let Some(local) = self.subscriptions.remove(&id) else {
+        let Some(patterns) = self.subscriptions.remove(&id) else {
             return Err(ErrorResponse::new(
                 ErrorCode::InvalidRequest,
                 format!("there is no subscription with id {id} on this connection"),
             ));
         };
-        self.registry
-            .unsubscribe(self.connection, id, &local.pattern);
-        local.pump.abort();
+        self.registry.unsubscribe(self.connection, id, &patterns);
+        self.outbox.detach(id);
         Ok(Response::Empty)
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        for (id, local) in self.subscriptions.drain() {
-            self.registry
-                .unsubscribe(self.connection, id, &local.pattern);
-            local.pump.abort();
-        }
-    }
-}
-
-/// Moves one subscription's buffer to the connection's writer, a push frame at a time, until
-/// the subscription or the connection ends.
-async fn pump(subscription_id: u32, mut outlet: Outlet, lane: Arc<Lane>) {
-    let mut reported = 0u64;
-    loop {
-        // Wait for a record, or for a drop to report.
-        let first = tokio::select! {
-            biased;
-            next = outlet.records.recv() => match next {
-                Some(published) => Some(published),
-                None => return,
-            },
-            () = outlet.counters.dropped_signal.notified() => None,
-        };
-
-        // Wait until the writer's queue is short; meanwhile more records gather.
-        let _turn = lane.turn.lock().await;
-        let Some(writer) = lane.writer.upgrade() else {
-            return;
-        };
-        let shallow = writer.max_capacity().saturating_sub(PUSHES_QUEUED).max(1);
-        let Ok(mut permits) = writer.reserve_many(shallow).await else {
-            return;
-        };
-        let Some(permit) = permits.next() else {
-            return;
-        };
-        drop(permits);
-
-        // Take what the buffer holds, up to a frame's worth.
-        let mut batch: Vec<Arc<Published>> = Vec::new();
-        let mut bytes = 0;
-        if let Some(first) = first {
-            bytes += first.size;
-            batch.push(first);
-        }
-        while bytes < PUSH_FRAME_BYTES {
-            let Ok(published) = outlet.records.try_recv() else {
-                break;
-            };
-            bytes += published.size;
-            batch.push(published);
-        }
-        outlet
-            .counters
-            .queued_bytes
-            .fetch_sub(bytes, Ordering::AcqRel);
-        let dropped = outlet.counters.dropped.load(Ordering::Acquire);
-        if batch.is_empty() && dropped == reported {
-            continue;
-        }
-        reported = dropped;
-
-        let messages: Vec<&MessageWire> = batch.iter().map(|p| &p.message).collect();
-        let mut frame = BytesMut::with_capacity(bytes + 32);
-        match encode_push_of(subscription_id, dropped, &messages, &mut frame) {
-            Ok(()) => permit.send(frame),
-            Err(err) => tracing::error!(subscription_id, error = %err, "cannot encode push"),
+        for (id, patterns) in self.subscriptions.drain() {
+            self.registry.unsubscribe(self.connection, id, &patterns);
+            self.outbox.detach(id);
         }
     }
 }
@@ -230,6 +149,7 @@ async fn pump(subscription_id: u32, mut outlet: Outlet, lane: Arc<Lane>) {
 fn publish(
     broker: &Broker,
     registry: &Registry,
+    rings: &mut Rings,
     subject: String,
     records: Vec<PublishRecordWire>,
 ) -> Outcome {
@@ -245,7 +165,7 @@ fn publish(
     let shared: Vec<Arc<Published>> = (records.into_iter().enumerate())
         .map(|(n, wire)| Arc::new(Published::new(&subject, timestamp, base + n as u64, wire)))
         .collect();
-    let subscribers = registry.publish(&subject, &shared);
+    let subscribers = registry.publish_deferred(&subject, &shared, rings);
     let response = Response::Published {
         subscribers,
         stored: stored.map(|(at, _)| at),
@@ -280,7 +200,8 @@ fn check_subject(subject: &str) -> Result<(), ErrorResponse> {
     Ok(())
 }
 
-/// Appends the records as one batch to the topic named `subject`, if there is one: to the
+/// Appends the records as one batch to the topic named `subject`, if there is one or a
+/// durable subscription's patterns match it (see `Broker::topic_for_publish`): to the
 /// partition of the first record's key, or round robin when it has none. Returns where the
 /// batch went and whether it still has to be made durable.
 fn append(
@@ -290,10 +211,8 @@ fn append(
     records: &[PublishRecordWire],
     timestamp: i64,
 ) -> Result<Option<(PartitionOffset, bool)>, BrokerError> {
-    let topic = match broker.topic(subject) {
-        Ok(topic) => topic,
-        Err(BrokerError::UnknownTopic(_)) => return Ok(None),
-        Err(err) => return Err(err),
+    let Some(topic) = broker.topic_for_publish(subject)? else {
+        return Ok(None);
     };
     if records.is_empty() {
         return Ok(None);

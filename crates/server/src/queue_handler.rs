@@ -143,6 +143,21 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
             }),
             Err(err) => Outcome::Ready(Err(err)),
         },
+        Request::PeekQueue { queue, max } => {
+            let budget = limits.max_fetch_bytes as usize;
+            blocking(broker, move |broker| {
+                let got = broker.peek_queue(&queue, max as usize)?;
+                // As many as fit one answer, at least one.
+                let mut used = 0;
+                let fitting = got.into_iter().take_while(|delivery| {
+                    used += wire_size(delivery);
+                    used <= budget || used == wire_size(delivery)
+                });
+                Ok(Response::Deliveries(
+                    fitting.map(queue_convert::delivery).collect(),
+                ))
+            })
+        }
         Request::Redrive {
             dead_letter_queue,
             max,

@@ -24,12 +24,14 @@ pub fn handle(broker: &Broker, request: Request) -> Outcome {
             filter,
             start,
             queue,
+            partitions,
         } => blocking(broker, move |broker| {
             let spec = SubscriptionSpec {
                 mode: mode_from_wire(mode),
                 queue: queue_convert::queue_config(&name, &queue, filter.clone()),
                 filter,
                 start: start_from_wire(start),
+                log_partitions: partitions,
             };
             broker
                 .create_subscription(&topic, &name, spec)

@@ -10,7 +10,10 @@
 //!
 //! - `events`: topics, event payloads, publishing with the linkage headers.
 //! - `services`: the service loops.
-//! - `media`: the fake media files, their check and their "encoding".
+//! - `media`: the fake media files, their check, their thumbnail and their "encoding".
+//!
+//! The media travel inside the events, large ones as broker claim-check blobs (see
+//! `events`): no service reads another's files.
 
 mod events;
 mod media;
@@ -42,11 +45,8 @@ struct Cli {
 enum Command {
     /// Create the topics and the services' durable subscriptions (idempotent).
     Setup,
-    /// Copy a file into DIR/uploads and publish video.uploaded.
+    /// Publish video.uploaded holding a file's bytes (a claim-check blob when large).
     Upload {
-        /// The pipeline's working folder.
-        #[arg(long)]
-        dir: PathBuf,
         /// The media file to upload.
         #[arg(long)]
         file: PathBuf,
@@ -111,9 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Setup => events::setup(&cli.server).await,
-        Command::Upload { dir, file, id } => {
-            events::upload(&cli.server, &dir, &file, id.as_deref()).await
-        }
+        Command::Upload { file, id } => events::upload(&cli.server, &file, id.as_deref()).await,
         Command::Service { name, dir } => services::run(&cli.server, name, &dir).await,
         Command::Trace { id, json } => events::trace(&cli.server, &id, json).await,
         Command::Generate {

@@ -1,6 +1,9 @@
 //! The fake media: files that start with [`MAGIC`] followed by pseudo-random bytes, the
-//! scanner's check, the thumbnail (the first [`THUMB_BYTES`]) and the "encoding" (the bytes
-//! reversed), all with the standard library only.
+//! scanner's check, the thumbnail (a downscale: the mean of every [`THUMB_BLOCK`] bytes) and
+//! the "encoding" (the bytes reversed), all with the standard library only.
+//!
+//! Both derived outputs are real functions of every input byte, so a consumer that got a
+//! truncated or stale payload produces a visibly different result.
 
 use std::path::Path;
 
@@ -9,8 +12,8 @@ use anyhow::{bail, Context};
 /// What every clean media file starts with.
 pub const MAGIC: &[u8] = b"FAKEMP4\0";
 
-/// Bytes of a file kept as its thumbnail.
-pub const THUMB_BYTES: usize = 4 * 1024;
+/// Input bytes per thumbnail byte: a 3 MiB upload has a 48 KiB thumbnail.
+pub const THUMB_BLOCK: usize = 64;
 
 /// Writes a fake media file of `size` bytes (at least the magic's length when clean).
 pub fn generate(out: &Path, size: usize, seed: u64, infected: bool) -> anyhow::Result<()> {
@@ -43,9 +46,16 @@ pub fn is_clean(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
-/// The thumbnail of a file: its first [`THUMB_BYTES`].
-pub fn thumbnail(bytes: &[u8]) -> &[u8] {
-    &bytes[..bytes.len().min(THUMB_BYTES)]
+/// The thumbnail of a file: the mean of each block of [`THUMB_BLOCK`] bytes (the last block
+/// may be shorter).
+pub fn thumbnail(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .chunks(THUMB_BLOCK)
+        .map(|block| {
+            let sum: usize = block.iter().map(|&b| usize::from(b)).sum();
+            u8::try_from(sum / block.len()).unwrap_or(u8::MAX)
+        })
+        .collect()
 }
 
 /// The "encoding" of a file: its bytes reversed.
@@ -69,7 +79,8 @@ mod tests {
         assert_eq!(good.len(), 10_000);
         assert!(is_clean(&good));
         assert!(!is_clean(&bad));
-        assert_eq!(thumbnail(&good).len(), THUMB_BYTES);
+        assert_eq!(thumbnail(&good).len(), 10_000usize.div_ceil(THUMB_BLOCK));
+        assert_eq!(thumbnail(&[1, 3, 200]), [68]);
         assert_eq!(encode(&encode(&good)), good);
         let _ = std::fs::remove_dir_all(dir);
     }

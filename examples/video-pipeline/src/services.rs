@@ -1,22 +1,28 @@
 //! The services, one per process, each reading its durable queue subscription(s) and
 //! publishing the next event itself.
 //!
+//! The media arrive in the deliveries: `receive` hands a claim-checked payload back as its
+//! bytes, so the thumbnail, encoder and CDN services just read `delivery.value`. The scanner
+//! and `ready` pass media on unchanged, so they receive references (`receive_unresolved`)
+//! and forward them: the scanner downloads the clip once to check it, `ready` never does.
+//!
 //! A delivery is acked once its work is done and its event published; a failure nacks it so
 //! the broker redelivers it. Work is idempotent (files are rewritten whole, `ready` keeps
 //! its join state as marker files), so a redelivery after a crash only repeats it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use clap::ValueEnum;
 use switchyard_client::{Client, DeliveryWire, ReceiveOptions};
 use tokio::sync::Mutex;
 
-use crate::events::{self, Event, CAUSED_BY};
+use crate::events::{self, Payload, CAUSED_BY, VIDEO_ID};
 use crate::media;
 
 /// The services.
@@ -45,27 +51,39 @@ pub const SUBSCRIPTIONS: [(&str, &str); 6] = [
 /// video.published from its earliest record, so it sees the whole history.
 const RECOMMEND: &str = "video-recommend";
 
+/// Whether a service wants payloads as bytes or, to pass them on, as they are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    Resolved,
+    References,
+}
+
 pub async fn run(server: &str, service: Service, dir: &Path) -> anyhow::Result<()> {
+    use Media::{References, Resolved};
     let client = events::connect(server).await?;
     let dir = dir.to_path_buf();
+    let c = &client;
     match service {
-        Service::Scanner => consume(&client, "video-scanner", |d| scan(&client, d)).await,
-        Service::Thumbnail => {
-            consume(&client, "video-thumbnail", |d| thumbnail(&client, &dir, d)).await
-        }
-        Service::Encoder => consume(&client, "video-encoder", |d| encode(&client, &dir, d)).await,
-        Service::Ready => ready(&client, &dir).await,
-        Service::Cdn => consume(&client, "video-cdn", |d| cdn(&client, &dir, d)).await,
-        Service::Analytics => analytics(&client).await,
+        Service::Scanner => consume(c, "video-scanner", References, |d| scan(c, d)).await,
+        Service::Thumbnail => consume(c, "video-thumbnail", Resolved, |d| thumbnail(c, d)).await,
+        Service::Encoder => consume(c, "video-encoder", Resolved, |d| encode(c, d)).await,
+        Service::Ready => ready(c, &dir).await,
+        Service::Cdn => consume(c, "video-cdn", Resolved, |d| cdn(c, &dir, d)).await,
+        Service::Analytics => analytics(c).await,
         Service::Recommend => {
-            events::create_queue_subscription(&client, events::PUBLISHED, RECOMMEND).await?;
-            consume(&client, RECOMMEND, |d| recommend(&dir, d)).await
+            events::create_queue_subscription(c, events::PUBLISHED, RECOMMEND).await?;
+            consume(c, RECOMMEND, Resolved, |d| recommend(&dir, d)).await
         }
     }
 }
 
 /// Receives from queue `queue` forever, acking what `handle` did and nacking what it failed.
-async fn consume<F, Fut>(client: &Client, queue: &str, mut handle: F) -> anyhow::Result<()>
+async fn consume<F, Fut>(
+    client: &Client,
+    queue: &str,
+    media: Media,
+    mut handle: F,
+) -> anyhow::Result<()>
 where
     F: FnMut(DeliveryWire) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -78,8 +96,11 @@ where
     };
     say(&format!("{queue}: waiting for events"));
     loop {
-        let deliveries = (client.receive(queue, &options).await)
-            .with_context(|| format!("cannot receive from `{queue}`"))?;
+        let deliveries = match media {
+            Media::Resolved => client.receive(queue, &options).await,
+            Media::References => client.receive_unresolved(queue, &options).await,
+        };
+        let deliveries = deliveries.with_context(|| format!("cannot receive from `{queue}`"))?;
         for delivery in deliveries {
             let token = delivery.token.clone();
             let at = (delivery.partition, delivery.offset);
@@ -109,27 +130,22 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-/// The event of a delivery and where it came from (`topic/partition/offset`).
-fn event_of(topic: &str, delivery: &DeliveryWire) -> anyhow::Result<(Event, String)> {
-    let value = delivery.value.as_deref().unwrap_or_default();
-    let event: Event = serde_json::from_slice(value)
-        .with_context(|| format!("{topic} offset {} is not a video event", delivery.offset))?;
-    if event.id.is_empty()
-        || !event
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-    {
-        bail!(
-            "{topic} offset {} has a bad id `{}`",
-            delivery.offset,
-            event.id
-        );
-    }
+/// The upload id of a delivery and where it came from (`topic/partition/offset`).
+fn event_of(topic: &str, delivery: &DeliveryWire) -> anyhow::Result<(String, String)> {
+    let id = (delivery.headers.iter())
+        .find(|(name, _)| name == VIDEO_ID)
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+        .with_context(|| format!("{topic} offset {} has no {VIDEO_ID}", delivery.offset))?;
+    events::check_id(&id).with_context(|| format!("{topic} offset {}", delivery.offset))?;
     Ok((
-        event,
+        id,
         events::location(topic, delivery.partition, delivery.offset),
     ))
+}
+
+/// The payload of a resolved delivery.
+fn bytes_of(delivery: &DeliveryWire) -> Bytes {
+    delivery.value.clone().unwrap_or_default()
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -144,71 +160,47 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&partial, path).with_context(|| format!("cannot rename to {}", path.display()))
 }
 
-/// video.uploaded → video.scanned when the file exists and has the magic, else
-/// video.rejected.
+/// video.uploaded → video.scanned (the same media, by reference) when the clip has the
+/// magic, else video.rejected (the reason).
 async fn scan(client: &Client, delivery: DeliveryWire) -> anyhow::Result<()> {
-    let (event, at) = event_of(events::UPLOADED, &delivery)?;
-    let verdict = match std::fs::read(&event.path) {
-        Ok(bytes) if media::is_clean(&bytes) => None,
-        Ok(_) => Some("no media magic: file rejected".to_string()),
-        Err(error) => Some(format!("cannot read {}: {error}", event.path)),
+    let (id, at) = event_of(events::UPLOADED, &delivery)?;
+    let media = Payload::of_stored(delivery.value.as_ref(), &delivery.headers);
+    let bytes = media.read(client).await?;
+    let (topic, payload) = if media::is_clean(&bytes) {
+        (events::SCANNED, media)
+    } else {
+        let reason = format!("{id}: no media magic in {} bytes: rejected", bytes.len());
+        (events::REJECTED, Payload::Bytes(Bytes::from(reason)))
     };
-    let (topic, event) = match verdict {
-        None => (events::SCANNED, event),
-        Some(reason) => (
-            events::REJECTED,
-            Event {
-                reason: Some(reason),
-                ..event
-            },
-        ),
-    };
-    let stored = events::publish(client, topic, &event, Some(&at)).await?;
-    say(&format!("scanner: {} {at} -> {stored}", event.id));
+    let stored = events::publish(client, topic, &id, payload, Some(&at)).await?;
+    say(&format!("scanner: {id} {at} -> {stored}"));
     Ok(())
 }
 
-/// video.scanned → DIR/thumbs/ID.thumb → video.thumbnailed.
-async fn thumbnail(client: &Client, dir: &Path, delivery: DeliveryWire) -> anyhow::Result<()> {
-    let (event, at) = event_of(events::SCANNED, &delivery)?;
-    let bytes =
-        std::fs::read(&event.path).with_context(|| format!("cannot read {}", event.path))?;
-    let thumb = media::thumbnail(&bytes);
-    let path = dir.join("thumbs").join(format!("{}.thumb", event.id));
-    write_file(&path, thumb)?;
-    let next = Event {
-        path: path.display().to_string(),
-        size: thumb.len() as u64,
-        ..event
-    };
-    let stored = events::publish(client, events::THUMBNAILED, &next, Some(&at)).await?;
-    say(&format!("thumbnail: {} {at} -> {stored}", next.id));
+/// video.scanned → video.thumbnailed holding the thumbnail.
+async fn thumbnail(client: &Client, delivery: DeliveryWire) -> anyhow::Result<()> {
+    let (id, at) = event_of(events::SCANNED, &delivery)?;
+    let thumb = media::thumbnail(&bytes_of(&delivery));
+    let size = thumb.len();
+    let payload = Payload::Bytes(thumb.into());
+    let stored = events::publish(client, events::THUMBNAILED, &id, payload, Some(&at)).await?;
+    say(&format!("thumbnail: {id} {at} -> {stored} ({size} bytes)"));
     Ok(())
 }
 
-/// video.scanned → DIR/encoded/ID.enc → video.encoded.
-async fn encode(client: &Client, dir: &Path, delivery: DeliveryWire) -> anyhow::Result<()> {
-    let (event, at) = event_of(events::SCANNED, &delivery)?;
-    let bytes =
-        std::fs::read(&event.path).with_context(|| format!("cannot read {}", event.path))?;
-    let encoded = media::encode(&bytes);
-    let path = encoded_path(dir, &event.id);
-    write_file(&path, &encoded)?;
-    let next = Event {
-        path: path.display().to_string(),
-        size: encoded.len() as u64,
-        ..event
-    };
-    let stored = events::publish(client, events::ENCODED, &next, Some(&at)).await?;
-    say(&format!("encoder: {} {at} -> {stored}", next.id));
+/// video.scanned → video.encoded holding the encoding.
+async fn encode(client: &Client, delivery: DeliveryWire) -> anyhow::Result<()> {
+    let (id, at) = event_of(events::SCANNED, &delivery)?;
+    let encoded = media::encode(&bytes_of(&delivery));
+    let size = encoded.len();
+    let payload = Payload::Bytes(encoded.into());
+    let stored = events::publish(client, events::ENCODED, &id, payload, Some(&at)).await?;
+    say(&format!("encoder: {id} {at} -> {stored} ({size} bytes)"));
     Ok(())
 }
 
-fn encoded_path(dir: &Path, id: &str) -> PathBuf {
-    dir.join("encoded").join(format!("{id}.enc"))
-}
-
-/// Joins video.thumbnailed and video.encoded per id into video.ready.
+/// Joins video.thumbnailed and video.encoded per id into video.ready, which carries the
+/// encoding by reference.
 ///
 /// The state is one marker file per (id, half) holding the half's event location, under
 /// DIR/state/ready, so a restart loses no half-joined id; a `.done` marker makes the join
@@ -223,7 +215,7 @@ async fn ready(client: &Client, dir: &Path) -> anyhow::Result<()> {
     for (topic, queue, half) in halves {
         let (client, dir, lock) = (client.clone(), dir.to_path_buf(), Arc::clone(&lock));
         tasks.push(tokio::spawn(async move {
-            consume(&client, queue, |delivery| {
+            consume(&client, queue, Media::References, |delivery| {
                 join_half(&client, &dir, &lock, topic, half, delivery)
             })
             .await
@@ -243,67 +235,71 @@ async fn join_half(
     half: &str,
     delivery: DeliveryWire,
 ) -> anyhow::Result<()> {
-    let (event, at) = event_of(topic, &delivery)?;
+    let (id, at) = event_of(topic, &delivery)?;
     let state = dir.join("state").join("ready");
     let _held = lock.lock().await;
-    write_file(&state.join(format!("{}.{half}", event.id)), at.as_bytes())?;
-    let done = state.join(format!("{}.done", event.id));
+    write_file(&state.join(format!("{id}.{half}")), at.as_bytes())?;
+    let done = state.join(format!("{id}.done"));
     if done.exists() {
         return Ok(());
     }
-    let thumb = std::fs::read_to_string(state.join(format!("{}.thumb", event.id)));
-    let enc = std::fs::read_to_string(state.join(format!("{}.enc", event.id)));
+    let thumb = std::fs::read_to_string(state.join(format!("{id}.thumb")));
+    let enc = std::fs::read_to_string(state.join(format!("{id}.enc")));
     let (Ok(thumb), Ok(enc)) = (thumb, enc) else {
         say(&format!(
-            "ready: {} has {half}, waiting for the other half",
-            event.id
+            "ready: {id} has {half}, waiting for the other half"
         ));
         return Ok(());
     };
-    let encoded = encoded_path(dir, &event.id);
-    let size = std::fs::metadata(&encoded)
-        .with_context(|| format!("cannot stat {}", encoded.display()))?
-        .len();
-    let next = Event {
-        id: event.id.clone(),
-        path: encoded.display().to_string(),
-        size,
-        reason: None,
-    };
+    let encoding = stored_payload(client, &enc).await?;
     let cause = format!("{thumb},{enc}");
-    let stored = events::publish(client, events::READY, &next, Some(&cause)).await?;
+    let stored = events::publish(client, events::READY, &id, encoding, Some(&cause)).await?;
     write_file(&done, stored.as_bytes())?;
-    say(&format!("ready: {} {cause} -> {stored}", next.id));
+    say(&format!("ready: {id} {cause} -> {stored}"));
     Ok(())
 }
 
-/// video.ready → DIR/cdn/ID (a copy of the encoding) → video.published.
+/// The payload of the event stored at `at`, as stored: a reference stays a reference.
+async fn stored_payload(client: &Client, at: &str) -> anyhow::Result<Payload> {
+    let (topic, partition, offset) = events::parse_location(at)?;
+    let page = (client.fetch_unresolved(topic, partition, offset, 1 << 20, Duration::ZERO))
+        .await
+        .with_context(|| format!("cannot fetch {at}"))?;
+    let record = (page.records.iter())
+        .find(|record| record.offset == offset)
+        .with_context(|| format!("{at} is no longer stored"))?;
+    Ok(Payload::of_stored(record.value.as_ref(), &record.headers))
+}
+
+/// video.ready → DIR/cdn/ID (the encoding, from the event) → video.published, which names
+/// the file.
 async fn cdn(client: &Client, dir: &Path, delivery: DeliveryWire) -> anyhow::Result<()> {
-    let (event, at) = event_of(events::READY, &delivery)?;
-    let bytes =
-        std::fs::read(&event.path).with_context(|| format!("cannot read {}", event.path))?;
-    let path = dir.join("cdn").join(&event.id);
+    let (id, at) = event_of(events::READY, &delivery)?;
+    let bytes = bytes_of(&delivery);
+    let path = dir.join("cdn").join(&id);
     write_file(&path, &bytes)?;
-    let next = Event {
-        path: path.display().to_string(),
-        size: bytes.len() as u64,
-        ..event
-    };
-    let stored = events::publish(client, events::PUBLISHED, &next, Some(&at)).await?;
-    say(&format!("cdn: {} {at} -> {stored}", next.id));
+    let note = serde_json::json!({ "url": path.display().to_string(), "size": bytes.len() });
+    let payload = Payload::Bytes(Bytes::from(note.to_string()));
+    let stored = events::publish(client, events::PUBLISHED, &id, payload, Some(&at)).await?;
+    say(&format!(
+        "cdn: {id} {at} -> {stored} ({} bytes)",
+        bytes.len()
+    ));
     Ok(())
 }
 
 /// Added later: reads video.published from the start and notes each video in
 /// DIR/recommend/ID, needing no change to any other service.
 async fn recommend(dir: &Path, delivery: DeliveryWire) -> anyhow::Result<()> {
-    let (event, at) = event_of(events::PUBLISHED, &delivery)?;
-    write_file(&dir.join("recommend").join(&event.id), at.as_bytes())?;
-    say(&format!("recommend: {} from {at}", event.id));
+    let (id, at) = event_of(events::PUBLISHED, &delivery)?;
+    write_file(&dir.join("recommend").join(&id), at.as_bytes())?;
+    say(&format!("recommend: {id} from {at}"));
     Ok(())
 }
 
 /// Counts every `video.>` event per subject, live, and prints the counts after each.
+/// Pushes arrive with claim-checked payloads resolved, so the sizes it notes are the media's;
+/// a counter that never looks at the bytes could skip the downloads with `try_next`.
 async fn analytics(client: &Client) -> anyhow::Result<()> {
     let mut subscription =
         (client.subscribe("video.>", None).await).context("cannot subscribe to `video.>`")?;
@@ -311,10 +307,12 @@ async fn analytics(client: &Client) -> anyhow::Result<()> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     while let Some(message) = subscription.next().await {
         *counts.entry(message.subject.clone()).or_default() += 1;
-        let id = message.header_str(events::VIDEO_ID).unwrap_or("?");
+        let id = message.header_str(VIDEO_ID).unwrap_or("?");
         let cause = message.header_str(CAUSED_BY).unwrap_or("-");
+        // A pushed claim-check reference arrives resolved: this is the payload's real size.
+        let size = message.value.as_ref().map_or(0, |value| value.len());
         say(&format!(
-            "analytics: {} {id} caused-by {cause}",
+            "analytics: {} {id} caused-by {cause} ({size} bytes)",
             message.subject
         ));
         say(&format!(

@@ -39,6 +39,8 @@ pub enum Event {
     /// The queue has read `partition` up to `offset` (exclusive); records it did not admit
     /// were filtered out, or set aside on disk (delayed far ahead).
     Scanned { partition: u32, offset: u64 },
+    /// A consumer gave the record back saying why (the dead letter's `sy-dlq-error`).
+    Failed { pos: Pos, error: String },
 }
 
 /// What replaying a journal found.
@@ -48,6 +50,8 @@ pub struct Restored {
     /// Pending records with their metadata and deliveries so far.
     pub entries: BTreeMap<Pos, (RecordMeta, u32)>,
     pub dedup: Vec<(String, Pos, i64)>,
+    /// The last reason a consumer gave for each pending record it gave back.
+    pub errors: BTreeMap<Pos, String>,
     pub truncated_bytes: u64,
 }
 
@@ -279,6 +283,15 @@ fn snapshot(state: &Restored) -> Vec<u8> {
             );
         }
     }
+    for (pos, error) in &state.errors {
+        frame(
+            &Event::Failed {
+                pos: *pos,
+                error: error.clone(),
+            },
+            &mut buf,
+        );
+    }
     for (id, pos, at_ms) in &state.dedup {
         frame(
             &Event::Dedup {
@@ -338,6 +351,7 @@ fn apply(restored: &mut Restored, event: Event) {
         }
         Event::Done { pos, .. } => {
             restored.entries.remove(&pos);
+            restored.errors.remove(&pos);
         }
         Event::Cursor { partition, offset } => {
             let cursor = restored.cursors.entry(partition).or_default();
@@ -345,6 +359,14 @@ fn apply(restored: &mut Restored, event: Event) {
             restored
                 .entries
                 .retain(|pos, _| pos.0 != partition || pos.1 >= offset);
+            restored
+                .errors
+                .retain(|pos, _| pos.0 != partition || pos.1 >= offset);
+        }
+        Event::Failed { pos, error } => {
+            if restored.entries.contains_key(&pos) {
+                restored.errors.insert(pos, error);
+            }
         }
         Event::Dedup { id, pos, at_ms } => restored.dedup.push((id, pos, at_ms)),
         Event::Scanned { partition, offset } => {
@@ -360,6 +382,7 @@ const DONE: u8 = 3;
 const CURSOR: u8 = 4;
 const DEDUP: u8 = 5;
 const SCANNED: u8 = 6;
+const FAILED: u8 = 7;
 
 fn put_pos(buf: &mut Vec<u8>, pos: Pos) {
     buf.extend_from_slice(&pos.0.to_be_bytes());
@@ -402,6 +425,11 @@ fn encode(event: &Event, buf: &mut Vec<u8>) {
         Event::Scanned { partition, offset } => {
             buf.push(SCANNED);
             put_pos(buf, (*partition, *offset));
+        }
+        Event::Failed { pos, error } => {
+            buf.push(FAILED);
+            put_pos(buf, *pos);
+            buf.extend_from_slice(error.as_bytes());
         }
         Event::Dedup { id, pos, at_ms } => {
             buf.push(DEDUP);
@@ -482,6 +510,12 @@ fn decode(payload: &[u8]) -> Option<Event> {
         SCANNED => {
             let (partition, offset) = fields.pos()?;
             Event::Scanned { partition, offset }
+        }
+        FAILED => {
+            let pos = fields.pos()?;
+            let error = String::from_utf8(fields.0.to_vec()).ok()?;
+            fields.0 = &[];
+            Event::Failed { pos, error }
         }
         DEDUP => {
             let pos = fields.pos()?;

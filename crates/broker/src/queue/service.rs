@@ -91,6 +91,9 @@ impl Queue {
         for (pos, (meta, deliveries)) in &restored.entries {
             state.admit(*pos, *meta, *deliveries, now);
         }
+        for (pos, error) in &restored.errors {
+            state.set_last_error(*pos, error.clone());
+        }
         let mut dedup = DedupTable::default();
         for (id, pos, at) in restored.dedup {
             dedup.insert(id, pos, at);
@@ -366,6 +369,7 @@ impl Queue {
                 .insert(partition, inner.state.cursor(partition));
         }
         restored.entries = inner.state.snapshot_entries();
+        restored.errors = inner.state.snapshot_errors();
         restored.dedup = inner.dedup.entries();
         restored
     }

@@ -472,9 +472,9 @@ impl QueueState {
         delay_ms: Option<u64>,
         error: Option<String>,
         now: i64,
-    ) -> Result<Option<Doomed>, TokenError> {
+    ) -> Result<(Pos, Option<Doomed>), TokenError> {
         let pos = self.check(token, now)?;
-        Ok(self.release(pos, delay_ms, error, now))
+        Ok((pos, self.release(pos, delay_ms, error, now)))
     }
 
     /// Moves a lease's deadline to `now + visibility_ms`.
@@ -599,6 +599,32 @@ impl QueueState {
     }
 
     /// Every pending record with its metadata and deliveries, for a journal snapshot.
+    /// The first `max` records in the queue by position, with their delivery counts, leased
+    /// or not; not those on their way to the dead-letter queue.
+    pub fn pending(&self, max: usize) -> Vec<(Pos, u32)> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| entry.stage != Stage::Dying)
+            .take(max)
+            .map(|(pos, entry)| (*pos, entry.deliveries))
+            .collect()
+    }
+
+    /// The last reason given for each pending record a consumer gave back.
+    pub fn snapshot_errors(&self) -> BTreeMap<Pos, String> {
+        self.entries
+            .iter()
+            .filter_map(|(pos, entry)| Some((*pos, entry.last_error.clone()?)))
+            .collect()
+    }
+
+    /// Restores the reason a consumer gave when it last gave the record back.
+    pub fn set_last_error(&mut self, pos: Pos, error: String) {
+        if let Some(entry) = self.entries.get_mut(&pos) {
+            entry.last_error = Some(error);
+        }
+    }
+
     pub fn snapshot_entries(&self) -> BTreeMap<Pos, (RecordMeta, u32)> {
         self.entries
             .iter()

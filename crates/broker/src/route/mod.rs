@@ -2,7 +2,9 @@
 //! records by key and headers.
 
 pub mod filter;
+pub mod pattern_set;
 pub mod subject;
 
 pub use filter::{Filter, FilterError};
+pub use pattern_set::PatternSet;
 pub use subject::{Pattern, PatternError};

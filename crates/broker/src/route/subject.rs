@@ -4,6 +4,9 @@
 //! Topic names are subjects (`orders.eu.created`); a subscription may be bound to a pattern
 //! (`orders.*.created`, `orders.>`) and then covers every matching topic, present or future.
 
+/// The prefix of the broker's own topics.
+pub const INTERNAL_PREFIX: &str = "__";
+
 /// Why a pattern was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
@@ -18,6 +21,15 @@ pub enum PatternError {
          `*` and `>` must stand alone between dots"
     )]
     MixedWildcard { pattern: String, token: String },
+    #[error("pattern list `{0}` has an empty pattern between commas")]
+    EmptyMember(String),
+    #[error("{count} patterns in one list; the limit is {limit}, use a wider pattern")]
+    TooMany { count: usize, limit: usize },
+    #[error(
+        "pattern `{pattern}` has token `{token}` with a character subjects never contain; \
+         use letters, digits, `_` and `-` between dots"
+    )]
+    BadCharacter { pattern: String, token: String },
 }
 
 /// One token of a pattern.
@@ -57,6 +69,16 @@ impl Pattern {
                         token: other.to_string(),
                     })
                 }
+                other
+                    if !other
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) =>
+                {
+                    return Err(PatternError::BadCharacter {
+                        pattern: text.to_string(),
+                        token: other.to_string(),
+                    })
+                }
                 other => Token::Literal(other.to_string()),
             };
             tokens.push(token);
@@ -78,8 +100,14 @@ impl Pattern {
             .all(|token| matches!(token, Token::Literal(_)))
     }
 
-    /// Whether `subject` matches the pattern.
+    /// Whether `subject` matches the pattern. A wildcard in the first place never matches a
+    /// first token starting with `__`: those are the broker's own topics (the logs of
+    /// subscriptions bound to patterns), which `>` must not feed back into.
     pub fn matches(&self, subject: &str) -> bool {
+        let leading_wildcard = matches!(self.tokens.first(), Some(Token::One | Token::Tail));
+        if leading_wildcard && subject.starts_with(INTERNAL_PREFIX) {
+            return false;
+        }
         let mut parts = subject.split('.');
         for (index, token) in self.tokens.iter().enumerate() {
             match token {
@@ -128,6 +156,11 @@ mod tests {
         assert_eq!(matching("a.>", &subjects).len(), 5);
         assert_eq!(matching("a.*", &subjects), vec!["a.A", "a.B"]);
         assert!(matching(">", &["x", "x.y"]).len() == 2);
+        assert!(
+            matching(">", &["__sub.x"]).is_empty(),
+            "internal topics are not matched"
+        );
+        assert_eq!(matching("__sub.*", &["__sub.x"]).len(), 1);
         assert!(
             matching("a.>", &["a"]).is_empty(),
             "`>` needs at least one token"

@@ -1,12 +1,9 @@
 //! `switchyard dlq list|peek|redrive NAME`: the dead-letter queue of queue `NAME`.
 //!
-//! `list` and `peek` read the dead-letter queue's topic with `Fetch`, not `Receive`, so
-//! looking leases nothing and changes no delivery count. The price is that they show what the
-//! topic's log holds, which includes dead letters already redriven or acked until retention
-//! removes them; `queue stats NAME` counts only those still pending. `redrive` moves pending
-//! dead letters back to the queue they came from, each as a new record with a fresh count.
-
-use std::time::Duration;
+//! `list` and `peek` look into the dead-letter queue with `PeekQueue`, not `Receive`: they
+//! show the dead letters still there (not those redriven or acked since) and lease nothing,
+//! so looking changes no delivery count. `redrive` moves dead letters back to the queue they
+//! came from, each as a new record with a fresh count.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -14,8 +11,6 @@ use switchyard_client::{Client, Record};
 
 use crate::output::{count, print_json, print_line, table};
 
-/// Bytes asked for per fetch while reading a dead-letter queue.
-const PAGE_BYTES: u32 = 1 << 20;
 /// Characters of a value shown in the `list` table; `peek` shows all of it.
 const VALUE_SHOWN: usize = 60;
 
@@ -90,30 +85,24 @@ async fn dead_letter_queue(client: &Client, name: &str) -> anyhow::Result<String
     }
 }
 
-/// Up to `limit` records of topic `dlq`, partition by partition, from the oldest kept.
+/// Up to `limit` dead letters still in queue `dlq` (as many as fit one answer), in log
+/// order. Looking leases nothing and changes no count.
 async fn read(client: &Client, dlq: &str, limit: usize) -> anyhow::Result<Vec<(u32, Record)>> {
-    let description = client.describe_topic(dlq).await?;
-    let mut records = Vec::new();
-    for partition in &description.partitions {
-        let mut next = partition.start_offset;
-        while next < partition.end_offset && records.len() < limit {
-            let page = client
-                .fetch(dlq, partition.partition, next, PAGE_BYTES, Duration::ZERO)
-                .await?;
-            if page.records.is_empty() {
-                break;
-            }
-            next = page.next_offset(next);
-            let room = limit - records.len();
-            records.extend(
-                page.records
-                    .into_iter()
-                    .take(room)
-                    .map(|record| (partition.partition, record)),
-            );
-        }
-    }
-    Ok(records)
+    let max = u32::try_from(limit).unwrap_or(u32::MAX);
+    let letters = client.peek_queue(dlq, max).await?;
+    Ok(letters
+        .into_iter()
+        .map(|letter| {
+            let record = Record {
+                offset: letter.offset,
+                timestamp: letter.timestamp,
+                key: letter.key,
+                value: letter.value,
+                headers: letter.headers,
+            };
+            (letter.partition, record)
+        })
+        .collect())
 }
 
 fn header(record: &Record, name: &str) -> Option<String> {

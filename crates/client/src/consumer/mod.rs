@@ -141,15 +141,18 @@ impl Consumer {
                     reason: "must be at most 300 s".into(),
                 }
             })?;
-        let context = Arc::new(GroupContext {
+        let mut context = GroupContext {
             client: client.clone(),
             group: options.group,
             topic: options.topic,
             client_name: options.client_name,
             session_timeout_ms,
             reset: options.start.reset_policy(),
-        });
+        };
         let joined = context.join().await?;
+        // A subscription bound to patterns is read from its own log, which the broker names.
+        context.topic.clone_from(&joined.topic);
+        let context = Arc::new(context);
         let membership = Arc::new(Membership::new(joined));
         let epoch = membership.snapshot().epoch;
         let heartbeat_task = tokio::spawn(heartbeat_loop(

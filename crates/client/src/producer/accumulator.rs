@@ -63,6 +63,14 @@ impl<W> Accumulator<W> {
         }
     }
 
+    /// Makes room for partitions added to the topic; a count can only grow.
+    pub fn grow(&mut self, partitions: u32) {
+        let wanted = partitions as usize;
+        if wanted > self.open.len() {
+            self.open.resize_with(wanted, || None);
+        }
+    }
+
     /// Appends `record` to the batch of `partition`, pushing onto `ready` the batches this
     /// closes: the open one if the record does not fit it, and the record's own once full.
     /// Returns whether a new batch was opened (so a linger deadline now exists).
@@ -175,6 +183,12 @@ impl Partitioner {
             partitions,
             sticky: rand::thread_rng().gen_range(0..partitions),
         }
+    }
+
+    /// Spreads over partitions added to the topic. Keys then map as they do for a new
+    /// producer (murmur2 over the new count), as in Kafka: per-key order holds from here on.
+    pub fn grow(&mut self, partitions: u32) {
+        self.partitions = self.partitions.max(partitions);
     }
 
     /// The partition for a record with this key.

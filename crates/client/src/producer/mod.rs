@@ -16,7 +16,8 @@
 mod accumulator;
 mod receipt;
 
-use std::sync::{Arc, Mutex as SyncMutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex as SyncMutex, Weak};
 use std::time::{Duration, Instant};
 
 use switchyard_log::RecordBuf;
@@ -45,6 +46,13 @@ pub const DEFAULT_BATCH_BYTES: usize = 1024 * 1024;
 /// the server fsyncs, few enough to bound memory at 16 MiB with default batches.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 
+/// Default time between two reads of the topic's partition count: partitions added to a
+/// topic are used by running producers within this long.
+pub const DEFAULT_METADATA_REFRESH: Duration = Duration::from_secs(30);
+
+/// Shortest accepted `metadata_refresh`: each refresh is a request to the server.
+const MIN_METADATA_REFRESH: Duration = Duration::from_millis(100);
+
 /// Room left in a frame for the produce header and topic name besides the batch.
 const PRODUCE_OVERHEAD_BYTES: usize = 64;
 
@@ -62,6 +70,9 @@ pub struct ProducerOptions {
     pub max_in_flight: usize,
     /// Values larger than this are uploaded as claim-check blobs (see `blobs`).
     pub claim_check_threshold: usize,
+    /// How often the topic's partition count is read again, so that partitions added
+    /// later are used (at least 100 ms).
+    pub metadata_refresh: Duration,
 }
 
 impl Default for ProducerOptions {
@@ -72,6 +83,7 @@ impl Default for ProducerOptions {
             batch_bytes: DEFAULT_BATCH_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             claim_check_threshold: crate::blobs::DEFAULT_CLAIM_CHECK_THRESHOLD,
+            metadata_refresh: DEFAULT_METADATA_REFRESH,
         }
     }
 }
@@ -80,12 +92,14 @@ impl Default for ProducerOptions {
 pub struct Producer {
     shared: Arc<Shared>,
     linger_task: JoinHandle<()>,
+    refresh_task: JoinHandle<()>,
 }
 
 struct Shared {
     client: Client,
     topic: Arc<str>,
-    partitions: u32,
+    /// The topic's partition count as last read; it only grows.
+    partitions: AtomicU32,
     max_record_bytes: u32,
     max_in_flight: u32,
     claim_check_threshold: usize,
@@ -106,13 +120,9 @@ struct State {
 
 impl Producer {
     /// Creates a producer for `topic`, reading its partition count and `max_record_bytes`
-    /// from the server.
-    ///
-    /// The partition count is read once; partitions added later are not used by this
-    /// producer.
+    /// from the server. The partition count is read again every `metadata_refresh`, so
+    /// partitions added later are used.
     pub async fn new(client: Client, topic: &str, options: ProducerOptions) -> Result<Producer> {
-        // TODO: refresh the partition count on a timer — a long-lived producer misses
-        // partitions added after it started.
         validate(&options)?;
         let description = client.describe_topic(topic).await?;
         let partitions = u32::try_from(description.partitions.len()).unwrap_or(u32::MAX);
@@ -133,7 +143,7 @@ impl Producer {
         let shared = Arc::new(Shared {
             client,
             topic: topic.into(),
-            partitions,
+            partitions: AtomicU32::new(partitions),
             max_record_bytes,
             max_in_flight,
             claim_check_threshold: options.claim_check_threshold,
@@ -146,10 +156,15 @@ impl Producer {
             first_error: Arc::new(SyncMutex::new(None)),
         });
         let linger_task = tokio::spawn(linger_loop(Arc::clone(&shared)));
+        let refresh_task = tokio::spawn(refresh_loop(
+            Arc::downgrade(&shared),
+            options.metadata_refresh,
+        ));
         tracing::debug!(topic, partitions, max_record_bytes, "producer ready");
         Ok(Producer {
             shared,
             linger_task,
+            refresh_task,
         })
     }
 
@@ -158,9 +173,9 @@ impl Producer {
         &self.shared.topic
     }
 
-    /// Number of partitions of the topic, as read when the producer was created.
+    /// Number of partitions of the topic, as last read from the server.
     pub fn partitions(&self) -> u32 {
-        self.shared.partitions
+        self.shared.partitions.load(Ordering::Acquire)
     }
 
     /// The topic's `max_record_bytes`, as read when the producer was created.
@@ -207,10 +222,11 @@ impl Producer {
     /// Its order relative to records queued with [`Producer::send`] is not defined.
     pub async fn send_batch(&self, partition: u32, records: Vec<RecordBuf>) -> Result<(u64, u32)> {
         let shared = &self.shared;
-        if partition >= shared.partitions {
+        let partitions = self.partitions();
+        if partition >= partitions {
             return Err(ClientError::PartitionOutOfRange {
                 topic: shared.topic.to_string(),
-                partitions: shared.partitions,
+                partitions,
                 partition,
             });
         }
@@ -258,6 +274,7 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         self.linger_task.abort();
+        self.refresh_task.abort();
         // Records still in open batches are abandoned: dropping their waiters resolves their
         // receipts with `Abandoned`. If the aborted linger task still holds the lock, they
         // are dropped with the state once the producer's last task has ended.
@@ -405,7 +422,38 @@ fn validate(options: &ProducerOptions) -> Result<()> {
     if options.max_in_flight == 0 || options.max_in_flight > Semaphore::MAX_PERMITS {
         return invalid("max_in_flight", "must be at least 1");
     }
+    if options.metadata_refresh < MIN_METADATA_REFRESH {
+        return invalid("metadata_refresh", "must be at least 100 ms");
+    }
     Ok(())
+}
+
+/// Reads the topic's partition count every `every` and, when partitions were added, spreads
+/// records over them. Runs until the producer is dropped; a failed read is retried next time.
+async fn refresh_loop(shared: Weak<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let description = match shared.client.describe_topic(&shared.topic).await {
+            Ok(description) => description,
+            Err(err) => {
+                tracing::debug!(topic = %shared.topic, error = %err, "partition refresh failed");
+                continue;
+            }
+        };
+        let now = u32::try_from(description.partitions.len()).unwrap_or(u32::MAX);
+        let before = shared.partitions.load(Ordering::Acquire);
+        if now <= before {
+            continue;
+        }
+        let mut state = shared.state.lock().await;
+        state.accumulator.grow(now);
+        state.partitioner.grow(now);
+        shared.partitions.store(now, Ordering::Release);
+        tracing::info!(topic = %shared.topic, from = before, to = now, "producer uses new partitions");
+    }
 }
 
 /// Sends batches whose linger ran out. Runs until the producer is dropped.

@@ -322,8 +322,8 @@ fn stream_ok_response() -> impl Strategy<Value = (RequestKind, Response)> {
             )
         }),
         any::<u64>().prop_map(|offset| (K::ListOffsets, Response::Offset { offset })),
-        (text(), any::<u32>(), u32s(), any::<u32>()).prop_map(
-            |(member_id, generation, assignment, heartbeat)| {
+        (text(), any::<u32>(), u32s(), any::<u32>(), text()).prop_map(
+            |(member_id, generation, assignment, heartbeat, topic)| {
                 (
                     K::JoinGroup,
                     Response::Joined {
@@ -331,6 +331,7 @@ fn stream_ok_response() -> impl Strategy<Value = (RequestKind, Response)> {
                         generation,
                         assignment,
                         heartbeat_interval_ms: heartbeat,
+                        topic,
                     },
                 )
             }

@@ -157,6 +157,7 @@ pub fn queue_request() -> impl Strategy<Value = Request> {
                     to_offset,
                 }
             }),
+        (text(), any::<u32>()).prop_map(|(queue, max)| Request::PeekQueue { queue, max }),
     ]
 }
 
@@ -242,6 +243,7 @@ pub fn queue_ok_response() -> impl Strategy<Value = (RequestKind, Response)> {
         stats().prop_map(|stats| (K::QueueStats, Response::QueueStats(Box::new(stats)))),
         vec(send_result(), 0..5).prop_map(|results| (K::Send, Response::Sent(results))),
         vec(delivery(), 0..4).prop_map(|got| (K::Receive, Response::Deliveries(got))),
+        vec(delivery(), 0..4).prop_map(|got| (K::PeekQueue, Response::Deliveries(got))),
         vec(
             (any::<u16>(), text()).prop_map(|(code, message)| AckResultWire { code, message }),
             0..5

@@ -24,9 +24,10 @@ pub fn subscription_request() -> impl Strategy<Value = Request> {
             mode(),
             option::of(text()),
             offset_spec(),
-            queue_config()
+            queue_config(),
+            any::<u32>()
         )
-            .prop_map(|(topic, name, mode, filter, start, queue)| {
+            .prop_map(|(topic, name, mode, filter, start, queue, partitions)| {
                 Request::CreateSubscription {
                     topic,
                     name,
@@ -34,6 +35,7 @@ pub fn subscription_request() -> impl Strategy<Value = Request> {
                     filter,
                     start,
                     queue,
+                    partitions,
                 }
             }),
         option::of(text()).prop_map(|topic| Request::ListSubscriptions { topic }),
