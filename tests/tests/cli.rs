@@ -11,6 +11,9 @@
 //!   `max_record_bytes` makes `produce` fail while the other lines are acknowledged.
 //! - `bench_produce_prints_its_report_as_json`: the report's fields, and that the topic then
 //!   holds exactly the records the benchmark claims.
+//! - `a_consumer_stopped_with_sigterm_leaves_its_group`: `consume` ended by SIGTERM (as
+//!   `kill` or `timeout` send) leaves its group, so the next member gets the partition at
+//!   once rather than after the session timeout.
 
 use std::process::Output;
 
@@ -360,4 +363,41 @@ fn bench_produce_prints_its_report_as_json() {
     );
 
     assert_eq!(describe_topic(&broker, "bench")["records"], 20_000);
+}
+
+#[test]
+fn a_consumer_stopped_with_sigterm_leaves_its_group() {
+    let (broker, _data) = start();
+    broker.cli_ok(&["topic", "create", "t"]);
+    let out = broker.cli_with_input(&["produce", "t"], b"first\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut first = std::process::Command::new(switchyard_tests::binary())
+        .args(["--server", &broker.addr, "consume", "t", "--group", "g"])
+        .args(["--session-timeout", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start consume");
+    let mut reader = std::io::BufReader::new(first.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).expect("first record");
+    assert_eq!(line.trim(), "first");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = first.wait().expect("consume exits");
+    assert!(status.success(), "SIGTERM ends consume cleanly: {status}");
+
+    let out = broker.cli_with_input(&["produce", "t"], b"second\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // With the first member still counted, this would wait out its 60 s session.
+    let started = std::time::Instant::now();
+    let next = broker.cli_ok(&["consume", "t", "--group", "g", "--count", "1"]);
+    assert_eq!(next.trim(), "second");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the partition moved only after {:?}",
+        started.elapsed()
+    );
 }

@@ -62,8 +62,14 @@ fn several_patterns_get_each_record_once_in_publish_order() {
         "%t %v\\n",
     ]);
     assert_eq!(lines(&two), vec!["a.A a.A", "a.Z.B a.Z.B", "a.A.B a.A.B"]);
-    let all = broker.cli_ok(&["receive", "all", "--max", "10", "--ack", "--wait", "2s"]);
-    assert_eq!(lines(&all), SUBJECTS.to_vec());
+    let all = broker.cli_ok(&[
+        "receive", "all", "--max", "10", "--ack", "--wait", "2s", "--format", "%t\n",
+    ]);
+    assert_eq!(
+        lines(&all),
+        SUBJECTS.to_vec(),
+        "%t is the topic each was published to"
+    );
 
     let listed = broker.cli_ok(&["sub", "list"]);
     assert!(listed.contains("a.A,a.*.B"), "{listed}");

@@ -588,6 +588,26 @@ fn cli_publish_subscribe_request_and_reply() {
     assert_eq!(broker.cli_ok(&["request", "cli.upper", "hello"]), "HELLO\n");
     output_of(replier);
 
+    // A responder whose command fails: its output is printed, and the request fails.
+    let args = [
+        "reply",
+        "cli.fail",
+        "--exec",
+        "echo partial; echo oops >&2; exit 3",
+        "--count",
+        "1",
+    ];
+    let (failing, _log) = background(&addr, &args, "replying to `cli.fail`");
+    let failed = broker.cli(&["request", "cli.fail", "x"]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&failed.stdout), "partial\n");
+    let said = String::from_utf8_lossy(&failed.stderr).into_owned();
+    assert!(
+        said.contains("the responder's command failed") && said.contains("oops"),
+        "{said}"
+    );
+    output_of(failing);
+
     // Nobody answers: exit 1 at once, saying so.
     let started = Instant::now();
     let nobody = broker.cli(&["request", "cli.nobody", "x", "--timeout", "5s"]);

@@ -50,6 +50,9 @@ fn queue_commands_round_trip_through_the_dead_letter_queue() {
         "1s",
         "--max-deliveries",
         "1",
+        "--retry-jitter",
+        "10%",
+        "--no-retention-protection",
     ]);
     assert!(created.contains("smoke.dlq"), "{created}");
     let listed = json_lines(&broker.cli_ok(&["queue", "list", "--json"])).remove(0);
@@ -57,6 +60,8 @@ fn queue_commands_round_trip_through_the_dead_letter_queue() {
     let config = &stats(&broker, "smoke")["config"];
     assert_eq!(config["visibility_ms"], 1_000);
     assert_eq!(config["max_deliveries"], 1);
+    assert_eq!(config["retry_jitter"], 0.1);
+    assert_eq!(config["protect_from_retention"], false);
 
     // Send three lines; receive one and ack it at once.
     let args = ["send", "smoke", "--header", "src=cli"];

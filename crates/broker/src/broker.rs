@@ -219,6 +219,15 @@ impl Broker {
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         names::validate("topic", name)?;
         refuse_internal("create", name)?;
+        if name.split('.').any(str::is_empty) {
+            return Err(BrokerError::InvalidName {
+                kind: "topic",
+                name: name.to_string(),
+                reason: "topic names are subjects, and this one has an empty token (a dot at \
+                         either end or two in a row)"
+                    .into(),
+            });
+        }
         self.create_internal_topic(name, config)
     }
 

@@ -71,6 +71,13 @@ impl Broker {
             )));
         }
         if topic.contains(['*', '>', ',']) {
+            if let Some(log) = self.subscription_log(group) {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "group `{group}` is the subscription on `{}`, not on `{topic}`; consume it \
+                     with those patterns",
+                    log.spec.source
+                )));
+            }
             return Err(BrokerError::InvalidConfig(format!(
                 "`{topic}` is a pattern, and group `{group}` is not a subscription on it; \
                  create one first: switchyard sub create '{topic}' {group}"
@@ -87,6 +94,17 @@ impl Broker {
         let mut groups = self.inner.groups.lock();
         let Groups { live, store } = &mut *groups;
         if let Some(existing) = live.get(group) {
+            let log = existing
+                .topic
+                .strip_prefix(crate::subscription_log::LOG_TOPIC_PREFIX)
+                .and_then(|name| self.subscription_log(name));
+            if let Some(log) = log.filter(|_| existing.topic != topic) {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "group `{group}` is the subscription on `{}`, not on `{topic}`; consume it \
+                     with those patterns",
+                    log.spec.source
+                )));
+            }
             if existing.topic != topic {
                 return Err(BrokerError::GroupTopicMismatch {
                     group: group.to_string(),

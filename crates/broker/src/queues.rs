@@ -129,6 +129,12 @@ impl Broker {
         if self.inner.queues.read().contains_key(name) {
             return Err(BrokerError::QueueExists(name.to_string()));
         }
+        if self.inner.groups.lock().live.contains_key(name) {
+            return Err(BrokerError::InvalidConfig(format!(
+                "a consumer group or stream subscription named `{name}` exists, and queues \
+                 share their names with groups; pick another name"
+            )));
+        }
         if let Some(dead_letter) = &config.dead_letter {
             names::validate("dead-letter queue", dead_letter)?;
             if dead_letter == name {
@@ -250,6 +256,16 @@ impl Broker {
     ) -> Result<(Vec<SendOutcome>, PendingSync)> {
         for record in &records {
             validate_headers(&record.headers)?;
+        }
+        if let Some(priority) = records.iter().filter_map(|record| record.priority).max() {
+            let priorities = self.queue(queue)?.inner.lock().state.config().priorities;
+            if priority >= priorities.max(1) {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "priority {priority} is out of range: queue `{queue}` has {priorities} \
+                     (0 to {}); nothing was sent",
+                    priorities.max(1) - 1
+                )));
+            }
         }
         self.send_pending(queue, records)
     }

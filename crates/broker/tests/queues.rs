@@ -603,3 +603,36 @@ fn peeking_shows_what_is_in_the_queue_and_leases_nothing() {
     assert_eq!(values(&rest), ["c"]);
     assert_eq!(rest[0].deliveries, 1, "peeking did not count as a delivery");
 }
+
+#[test]
+fn a_priority_the_queue_does_not_have_is_refused_and_nothing_is_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(T0));
+    let broker = open(dir.path(), &clock);
+    let config = QueueConfig {
+        priorities: 3,
+        ..QueueConfig::default()
+    };
+    queue(&broker, "p", config);
+    let urgent = |priority: u8| SendRecord {
+        priority: Some(priority),
+        ..text(&format!("p{priority}"))
+    };
+    let err = broker
+        .send("p", vec![urgent(2), urgent(5)])
+        .expect_err("priority 5 of 3");
+    assert!(
+        err.to_string().contains("priority 5 is out of range"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("0 to 2"), "{err}");
+    assert!(broker
+        .receive("p", "c", 10, None, NONE)
+        .expect("receive")
+        .is_empty());
+    broker
+        .send("p", vec![urgent(0), urgent(2)])
+        .expect("in range");
+    let got = broker.receive("p", "c", 10, None, NONE).expect("receive");
+    assert_eq!(values(&got), ["p2", "p0"], "the higher priority first");
+}

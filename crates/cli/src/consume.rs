@@ -77,7 +77,7 @@ pub async fn run(client: &Client, args: ConsumeArgs, json: bool) -> anyhow::Resu
         .map_err(|err| crate::output::missing_topic_hint(&args.topic, err))?;
     let mut printed: u64 = 0;
     let limit = args.count.unwrap_or(u64::MAX);
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = crate::signals::stop_requested();
     tokio::pin!(interrupted);
     while printed < limit {
         let records = tokio::select! {
@@ -105,7 +105,7 @@ fn print(args: &ConsumeArgs, json: bool, records: &[ConsumedRecord]) -> anyhow::
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for consumed in records {
-        let topic = source_topic(&consumed.record).unwrap_or(&args.topic);
+        let topic = crate::template::source_topic(&consumed.record).unwrap_or(&args.topic);
         let written = if json {
             let record = &consumed.record;
             let text = |bytes: &Option<bytes::Bytes>| {
@@ -133,19 +133,6 @@ fn print(args: &ConsumeArgs, json: bool, records: &[ConsumedRecord]) -> anyhow::
         }
     }
     Ok(out.flush().is_ok())
-}
-
-/// The topic a record was published to, when it was read from a subscription's own log
-/// (its `sy-source` header is `topic/partition/offset`).
-fn source_topic(record: &switchyard_client::Record) -> Option<&str> {
-    let (_, value) = record
-        .headers
-        .iter()
-        .find(|(name, _)| name == "sy-source")?;
-    let text = std::str::from_utf8(value).ok()?;
-    let mut parts = text.rsplitn(3, '/');
-    parts.nth(1)?;
-    parts.next()
 }
 
 fn first_unprinted(records: &[ConsumedRecord]) -> HashMap<u32, u64> {

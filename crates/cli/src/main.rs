@@ -21,6 +21,7 @@ mod pubsub;
 mod queue;
 mod rule;
 mod serve;
+mod signals;
 mod sub;
 mod template;
 mod time;

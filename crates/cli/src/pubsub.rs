@@ -176,7 +176,7 @@ pub async fn publish(client: &Client, args: PublishArgs, json: bool) -> anyhow::
         "{} published to `{}`, reaching up to {}{also}",
         count(published, "record"),
         args.subject,
-        count(u64::from(most_reached), "subscriber"),
+        count(u64::from(most_reached), "ephemeral subscriber"),
     ));
     Ok(())
 }
@@ -198,7 +198,7 @@ pub async fn subscribe(client: &Client, args: SubscribeArgs, json: bool) -> anyh
     eprintln!("subscribed to `{}`", args.pattern);
     let limit = args.count.unwrap_or(u64::MAX);
     let (mut printed, mut warned_at) = (0u64, 0u64);
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = crate::signals::stop_requested();
     tokio::pin!(interrupted);
     while printed < limit {
         let message = tokio::select! {
@@ -271,16 +271,25 @@ pub async fn request(client: &Client, args: RequestArgs, json: bool) -> anyhow::
                 .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into()))
                 .collect::<serde_json::Map<String, serde_json::Value>>(),
         }));
-        return Ok(());
+    } else {
+        let mut out = std::io::stdout().lock();
+        let mut written = out.write_all(&value);
+        if !value.ends_with(b"\n") {
+            written = written.and_then(|()| out.write_all(b"\n"));
+        }
+        written
+            .and_then(|()| out.flush())
+            .context("cannot write the reply")?;
     }
-    let mut out = std::io::stdout().lock();
-    let mut written = out.write_all(&value);
-    if !value.ends_with(b"\n") {
-        written = written.and_then(|()| out.write_all(b"\n"));
+    // A responder whose command failed still answers (with what it printed): say so, and
+    // fail, so that scripts see it.
+    if let Some((_, error)) = reply.headers.iter().find(|(name, _)| name == "exec-error") {
+        anyhow::bail!(
+            "the responder's command failed: {}",
+            String::from_utf8_lossy(error)
+        );
     }
-    written
-        .and_then(|()| out.flush())
-        .context("cannot write the reply")
+    Ok(())
 }
 
 pub async fn reply(client: &Client, args: ReplyArgs) -> anyhow::Result<()> {
@@ -299,7 +308,7 @@ pub async fn reply(client: &Client, args: ReplyArgs) -> anyhow::Result<()> {
     })
     .await?;
     eprintln!("replying to `{}` with `{}`", args.subject, args.exec);
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = crate::signals::stop_requested();
     match args.count {
         Some(count) => tokio::select! {
             () = responder.wait_answered(count) => {}

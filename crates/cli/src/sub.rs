@@ -183,7 +183,7 @@ pub async fn run(client: &Client, command: SubCommand, json: bool) -> anyhow::Re
                     .collect();
                 print_json(&json!(list));
             } else {
-                let mut out = table(&["subscription", "topic", "mode"]);
+                let mut out = table(&["subscription", "topic or patterns", "mode"]);
                 for s in all {
                     out.add_row(vec![s.name, s.topic, mode_name(s.mode).to_string()]);
                 }
@@ -195,6 +195,13 @@ pub async fn run(client: &Client, command: SubCommand, json: bool) -> anyhow::Re
             let Some(found) = all.iter().find(|s| s.name == name) else {
                 anyhow::bail!("no subscription named `{name}`; see `switchyard sub list`");
             };
+            if !json {
+                let mode = mode_name(found.mode);
+                print_line(format_args!(
+                    "{mode} subscription `{name}` on `{}`",
+                    found.topic
+                ));
+            }
             match found.mode {
                 SubscriptionModeWire::Queue => crate::queue::stats(client, &name, json).await?,
                 _ => crate::group::describe(client, &name, json).await?,

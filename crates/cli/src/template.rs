@@ -112,6 +112,19 @@ impl Template {
     }
 }
 
+/// The topic a record was published to, when it was read from a subscription's own log
+/// (its `sy-source` header is `topic/partition/offset`).
+pub fn source_topic(record: &switchyard_client::Record) -> Option<&str> {
+    let (_, value) = record
+        .headers
+        .iter()
+        .find(|(name, _)| name == "sy-source")?;
+    let text = std::str::from_utf8(value).ok()?;
+    let mut parts = text.rsplitn(3, '/');
+    parts.nth(1)?;
+    parts.next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

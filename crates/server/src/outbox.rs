@@ -5,8 +5,9 @@
 //! before the bytes move). So whoever produces bytes for an idle socket writes them there and
 //! then, with a non-blocking `try_write`: the connection's reader for its responses, and a
 //! *publisher's* reader for the pushes of the subscriptions its records reached (as NATS's
-//! server does). Only when the socket is full does a flusher task take over, waiting for the
-//! socket to drain; until then producers append to the queue behind it.
+//! server does). Only when the socket is full, or a publisher finds a backlog of pushes to
+//! write (a busy stream, better encoded on another worker), does a flusher task take over;
+//! until it is done, producers append to the queue behind it.
 //!
 //! A subscription's records are not copied into the queue when published: they wait in the
 //! subscription's bounded buffer (see [`crate::pubsub`]) and the publisher rings this outbox,

@@ -146,7 +146,7 @@ pub fn handle(broker: &Broker, limits: Limits, request: Request) -> Outcome {
         Request::PeekQueue { queue, max } => {
             let budget = limits.max_fetch_bytes as usize;
             blocking(broker, move |broker| {
-                let got = broker.peek_queue(&queue, max as usize)?;
+                let got = broker.peek_queue(&queue, (max as usize).min(MAX_PEEK))?;
                 // As many as fit one answer, at least one.
                 let mut used = 0;
                 let fitting = got.into_iter().take_while(|delivery| {
@@ -426,6 +426,9 @@ fn receive(broker: &Broker, ask: Ask, wait: Duration) -> Outcome {
         }
     }))
 }
+
+/// Most records one `PeekQueue` answers: looking must stay cheap however deep the queue.
+const MAX_PEEK: usize = 10_000;
 
 /// Answers with `answer()` once `pending` is durable, waiting on the blocking pool.
 fn after_sync(

@@ -377,6 +377,55 @@ mod tests {
         Filter::parse(filter).expect("valid filter").matches(record)
     }
 
+    /// The examples of the filter table in docs/pubsub.md, each with a record it passes and
+    /// one it does not.
+    #[test]
+    fn the_documented_examples_mean_what_the_docs_say() {
+        let cases: [(&str, Record, Record); 6] = [
+            (
+                "origin = JFK",
+                record(None, &[("origin", "JFK")]),
+                record(None, &[("origin", "EWR")]),
+            ),
+            (
+                "origin in (JFK, EWR) and dep_delay > 30",
+                record(None, &[("origin", "EWR"), ("dep_delay", "31")]),
+                record(None, &[("origin", "EWR"), ("dep_delay", "30")]),
+            ),
+            (
+                "key prefix 'vip-'",
+                record(Some("vip-7"), &[]),
+                record(Some("v-7"), &[]),
+            ),
+            (
+                "not (region = eu) or priority >= 5",
+                record(None, &[("region", "eu"), ("priority", "5")]),
+                record(None, &[("region", "eu"), ("priority", "4")]),
+            ),
+            (
+                "trace-id exists",
+                record(None, &[("trace-id", "x")]),
+                record(None, &[]),
+            ),
+            (
+                "header.in = yes",
+                record(None, &[("in", "yes")]),
+                record(None, &[("in", "no")]),
+            ),
+        ];
+        for (filter, passing, failing) in &cases {
+            assert!(passes(filter, passing), "{filter} should pass {passing:?}");
+            assert!(
+                !passes(filter, failing),
+                "{filter} should not pass {failing:?}"
+            );
+        }
+        assert!(
+            passes("region != eu", &record(None, &[])),
+            "a missing header is unequal"
+        );
+    }
+
     #[test]
     fn every_predicate_and_combinator() {
         let flight = record(

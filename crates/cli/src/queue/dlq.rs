@@ -28,7 +28,7 @@ pub enum DlqCommand {
     /// Move dead letters back to the queue they came from.
     Redrive {
         name: String,
-        /// Most records to move [default: all].
+        /// Most records to move; 0, the default, moves them all.
         #[arg(long, default_value_t = 0)]
         max: u32,
         /// Only dead letters at or after this offset of the dead-letter queue.

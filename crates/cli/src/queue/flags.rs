@@ -27,6 +27,24 @@ pub fn parse_factor(text: &str) -> Result<u32, String> {
     Ok((factor * 1000.0).round() as u32)
 }
 
+/// A share such as `20%` or `0.2`, in thousandths.
+pub fn parse_share(text: &str) -> Result<u32, String> {
+    let trimmed = text.trim();
+    let (number, scale) = match trimmed.strip_suffix('%') {
+        Some(percent) => (percent, 100.0),
+        None => (trimmed, 1.0),
+    };
+    let share: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a share; write e.g. 20% or 0.2"))?;
+    let share = share / scale;
+    if !(0.0..=1.0).contains(&share) {
+        return Err(format!("`{text}` is out of range; use 0% to 100%"));
+    }
+    Ok((share * 1000.0).round() as u32)
+}
+
 pub fn parse_overflow(text: &str) -> Result<OverflowWire, String> {
     match text {
         "reject" => Ok(OverflowWire::Reject),

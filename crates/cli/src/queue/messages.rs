@@ -242,12 +242,11 @@ fn print_deliveries(args: &ReceiveArgs, json: bool, deliveries: &[DeliveryWire])
         let written = if json {
             writeln!(out, "{}", delivery_json(&args.queue, delivery))
         } else {
-            args.format.render(
-                &mut out,
-                &args.queue,
-                delivery.partition,
-                &as_record(delivery),
-            )
+            let record = as_record(delivery);
+            // From a queue subscription on patterns, %t is the topic published to.
+            let topic = crate::template::source_topic(&record).unwrap_or(&args.queue);
+            args.format
+                .render(&mut out, topic, delivery.partition, &record)
         };
         if written.and_then(|()| out.flush()).is_err() {
             return index;

@@ -21,7 +21,7 @@ use flags::{duration_ms, parse_expiry, parse_factor, parse_overflow, size};
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
     /// Create a queue (and its dead-letter queue, `<name>.dlq` unless told otherwise).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List queues.
     List,
     /// Delete a queue and its records; its dead-letter queue stays.
@@ -88,6 +88,13 @@ pub struct CreateArgs {
     /// Longest retry delay [default: 1m].
     #[arg(long, value_parser = duration_ms)]
     pub retry_cap: Option<u64>,
+    /// Random spread of each retry delay, e.g. 20% [default: 20%].
+    #[arg(long, value_parser = flags::parse_share)]
+    pub retry_jitter: Option<u32>,
+    /// Let retention remove records this queue has not acked (they are counted as lost)
+    /// instead of keeping them past the topic's retention.
+    #[arg(long)]
+    pub no_retention_protection: bool,
 }
 
 impl CreateArgs {
@@ -115,8 +122,8 @@ impl CreateArgs {
             retry_base_ms: self.retry_base,
             retry_factor_milli: self.retry_factor,
             retry_cap_ms: self.retry_cap,
-            retry_jitter_milli: None,
-            protect_from_retention: None,
+            retry_jitter_milli: self.retry_jitter,
+            protect_from_retention: self.no_retention_protection.then_some(false),
         }
     }
 }
