@@ -19,10 +19,10 @@
 //! any wildcard, and the scan skips a subscription that the map already produced for the
 //! subject, so a record several of its patterns match still reaches it once. Two literal
 //! patterns of one set never name the same subject (the set keeps repeats once), so the map
-//! yields each subscription at most once as well. Measured in a release build, a scan costs about 40 ns per wildcard
-//! subscription that does not match (`wildcard_scan_cost`, below), so a server with
-//! thousands of wildcard subscriptions still publishes in tens of microseconds; a token
-//! trie would pay off only well beyond that.
+//! yields each subscription at most once as well. Measured in a release build, a scan costs
+//! about 40 ns per wildcard subscription that does not match (`wildcard_scan_cost`, below),
+//! so a server with thousands of wildcard subscriptions still publishes in tens of
+//! microseconds; a token trie would pay off only well beyond that.
 //!
 //! A record is shared by all the subscriptions it goes to ([`Published`] behind an `Arc`):
 //! delivering it to one more subscriber costs a reference count, not a copy.

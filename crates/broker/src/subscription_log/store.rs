@@ -72,7 +72,8 @@ impl LogFiles {
                 Some(spec) => all.push((files, spec)),
                 None => {
                     // Created up to its folder but not its spec: an interrupted creation.
-                    tracing::info!(folder = %files.dir.display(), "removing incomplete subscription log");
+                    let folder = files.dir.display().to_string();
+                    tracing::info!(folder, "removing an incomplete subscription log");
                     files.remove()?;
                 }
             }

@@ -452,7 +452,13 @@ async fn refresh_loop(shared: Weak<Shared>, every: Duration) {
         state.accumulator.grow(now);
         state.partitioner.grow(now);
         shared.partitions.store(now, Ordering::Release);
-        tracing::info!(topic = %shared.topic, from = before, to = now, "producer uses new partitions");
+        let topic = &*shared.topic;
+        tracing::info!(
+            topic,
+            from = before,
+            to = now,
+            "producer uses new partitions"
+        );
     }
 }
 
