@@ -158,6 +158,7 @@ impl Broker {
         let subscription_logs = crate::subscription_log::SubscriptionLogs {
             root: options.data_dir.join("subscription-logs"),
             logs: BTreeMap::new(),
+            retry: AtomicBool::new(false),
         };
         let inner = Inner {
             subscription_logs: RwLock::new(subscription_logs),

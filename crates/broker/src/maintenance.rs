@@ -149,9 +149,10 @@ fn run(weak: Weak<Inner>, options: MaintenanceOptions) {
         broker.expire_members();
         broker.tick_queues();
         broker.route_rules();
-        broker.copy_all_logs();
+        broker.retry_failed_copies();
         if last_checkpoint.elapsed() >= checkpoint_every {
             last_checkpoint = std::time::Instant::now();
+            broker.copy_all_logs();
             if let Err(err) = broker.checkpoint_subscription_logs() {
                 tracing::warn!(error = %err, "subscription log checkpoint failed");
             }

@@ -30,6 +30,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::Mutex;
 
 use crate::broker::Broker;
@@ -126,6 +128,9 @@ pub(crate) fn parse_source(
 pub(crate) struct SubscriptionLogs {
     pub root: PathBuf,
     pub logs: BTreeMap<String, Arc<SubscriptionLog>>,
+    /// Set when a copy failed: the maintenance thread then catches every log up at its next
+    /// tick instead of at its next checkpoint.
+    pub retry: AtomicBool,
 }
 
 impl Broker {
@@ -302,8 +307,9 @@ impl Broker {
             if let Err(err) = self.copy_partition(&log, &mut state, topic, partition) {
                 tracing::warn!(
                     subscription = %log.spec.name, topic, partition, error = %err,
-                    "copy into the subscription log failed; retrying later"
+                    "copy into the subscription log failed; retrying at the next tick"
                 );
+                self.retry_copies_soon();
             }
         }
     }
@@ -311,6 +317,23 @@ impl Broker {
     fn all_subscription_logs(&self) -> Vec<Arc<SubscriptionLog>> {
         let logs = self.inner.subscription_logs.read();
         logs.logs.values().cloned().collect()
+    }
+
+    fn retry_copies_soon(&self) {
+        let logs = self.inner.subscription_logs.read();
+        logs.retry.store(true, Ordering::Release);
+    }
+
+    /// Catches every log up if a copy failed since the last call; what the maintenance
+    /// thread does at each tick (copying itself happens on the append path).
+    pub(crate) fn retry_failed_copies(&self) {
+        let failed = {
+            let logs = self.inner.subscription_logs.read();
+            logs.retry.swap(false, Ordering::AcqRel)
+        };
+        if failed {
+            self.copy_all_logs();
+        }
     }
 
     /// Brings every subscription log up to date; the maintenance thread's safety net.
@@ -334,8 +357,9 @@ impl Broker {
         if let Err(err) = self.copy_merged(log, &mut state, &sources, copied) {
             tracing::warn!(
                 subscription = %log.spec.name, error = %err,
-                "copy into the subscription log failed; retrying later"
+                "copy into the subscription log failed; retrying at the next tick"
             );
+            self.retry_copies_soon();
         }
     }
 
