@@ -8,10 +8,18 @@
 //! - `pattern_subscriptions_survive_kill_9`: records produced to several topics and
 //!   acknowledged before a `kill -9` are all read after the restart, once, in each topic's
 //!   order, and copying goes on.
+//! - `a_log_of_several_partitions_stays_exact_across_kills_mid_produce`: keyed records
+//!   produced to two topics while the broker is killed with SIGKILL at random moments,
+//!   round after round; at the end the subscription's four-partition log holds a copy of
+//!   every record its topics hold, exactly once each, with the same key and value, in each
+//!   source partition's order. (A kill landing between the appends of one copy round is too
+//!   rare to rely on here; `crates/broker/tests/pattern_subscriptions.rs` cuts a log
+//!   partition's tail on purpose for that case.)
 
 use std::collections::BTreeMap;
 
-use switchyard_tests::BrokerProcess;
+use rand::{Rng, SeedableRng};
+use switchyard_tests::{read_partition, runtime, BrokerProcess};
 
 const SUBJECTS: [&str; 5] = ["a.A", "a.B", "a.Z.B", "a.Z.C", "a.A.B"];
 
@@ -186,4 +194,121 @@ fn pattern_subscriptions_survive_kill_9() {
         vec!["sa-0", "sa-1"],
         "a topic created later"
     );
+}
+
+#[test]
+fn a_log_of_several_partitions_stays_exact_across_kills_mid_produce() {
+    let seed: u64 = std::env::var("SWITCHYARD_TEST_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("kill rounds use SWITCHYARD_TEST_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let data = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerProcess::start(data.path());
+    broker.cli_ok(&["topic", "create", "k.a", "--partitions", "2"]);
+    broker.cli_ok(&["topic", "create", "k.b"]);
+    broker.cli_ok(&["sub", "create", "k.>", "wide", "--partitions", "4"]);
+    let mut broker = Some(broker);
+    for round in 0..6u32 {
+        let live = broker
+            .take()
+            .unwrap_or_else(|| BrokerProcess::start(data.path()));
+        let addr = live.addr.clone();
+        let producer = std::thread::spawn(move || {
+            for batch in 0u32.. {
+                let topic = if batch % 2 == 0 { "k.a" } else { "k.b" };
+                let input: String = (0..300)
+                    .map(|n| {
+                        format!(
+                            "{{\"k\":\"key{}\",\"v\":\"{round}-{batch}-{n}\"}}\n",
+                            n % 40
+                        )
+                    })
+                    .collect();
+                let args = ["produce", topic, "--key-field", "k"];
+                let out = switchyard_tests::cli(&addr, &args, Some(input.as_bytes()));
+                if !out.status.success() {
+                    return; // the broker was killed
+                }
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(rng.gen_range(150..700)));
+        live.kill9();
+        producer.join().expect("producer thread");
+    }
+
+    let broker = BrokerProcess::start(data.path());
+    let rt = runtime();
+    rt.block_on(async {
+        let client = switchyard_client::Client::connect(&broker.addr)
+            .await
+            .expect("connect");
+        let mut sources = BTreeMap::new();
+        for (topic, partitions) in [("k.a", 2), ("k.b", 1)] {
+            for partition in 0..partitions {
+                let read = read_partition(&client, topic, partition)
+                    .await
+                    .expect("read");
+                for record in read.records {
+                    sources.insert(format!("{topic}/{partition}/{}", record.offset), record);
+                }
+            }
+        }
+        assert!(
+            sources.len() > 1000,
+            "the rounds produced records: {}",
+            sources.len()
+        );
+        let mut copies = BTreeMap::new();
+        for partition in 0..4 {
+            let read = read_partition(&client, "__sub.wide", partition)
+                .await
+                .expect("read");
+            let mut last: BTreeMap<String, u64> = BTreeMap::new();
+            for record in read.records {
+                let (_, source) = record
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name == "sy-source")
+                    .expect("a copy names its source");
+                let source = String::from_utf8_lossy(source).into_owned();
+                let (place, offset) = source.rsplit_once('/').expect("topic/partition/offset");
+                let offset: u64 = offset.parse().expect("offset");
+                if let Some(before) = last.insert(place.to_string(), offset) {
+                    assert!(
+                        before < offset,
+                        "{source} after offset {before} in partition {partition}"
+                    );
+                }
+                assert!(
+                    copies.insert(source.clone(), record).is_none(),
+                    "{source} copied twice"
+                );
+            }
+        }
+        let missing: Vec<&String> = sources
+            .keys()
+            .filter(|k| !copies.contains_key(*k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} records never copied, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
+        assert_eq!(
+            copies.len(),
+            sources.len(),
+            "copies of records the topics do not hold"
+        );
+        for (place, copy) in &copies {
+            let source = &sources[place];
+            assert_eq!(
+                (&copy.key, &copy.value),
+                (&source.key, &source.value),
+                "{place}"
+            );
+        }
+    });
 }
