@@ -587,12 +587,17 @@ impl Broker {
         self.tick_queue(&queue)?;
         let now = self.now_ms();
         let mut inner = queue.inner.lock();
-        if queue.has_filter() {
-            // Records the filter skips are no backlog: read ahead so they are not counted.
-            queue.fill(&mut inner, service::MAX_ADMITTED, now)?;
-            // Only admissions: durable with the next periodic sync.
-            inner.journal.flush()?;
-        }
+        // Records the filter skips are no backlog: read ahead so they are not counted. Any
+        // other queue reads at least one record, so the oldest ready one has an age even when
+        // it was only just sent (or redriven).
+        let wanted = if queue.has_filter() {
+            service::MAX_ADMITTED
+        } else {
+            1
+        };
+        queue.fill(&mut inner, wanted, now)?;
+        // Only admissions: durable with the next periodic sync.
+        inner.journal.flush()?;
         let mut counts = inner.state.counts(now);
         counts.delayed += inner.delayed.len();
         let totals = inner.state.totals;

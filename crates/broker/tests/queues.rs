@@ -636,3 +636,16 @@ fn a_priority_the_queue_does_not_have_is_refused_and_nothing_is_sent() {
     let got = broker.receive("p", "c", 10, None, NONE).expect("receive");
     assert_eq!(values(&got), ["p2", "p0"], "the higher priority first");
 }
+
+#[test]
+fn a_record_just_sent_has_an_age_in_the_stats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(T0));
+    let broker = open(dir.path(), &clock);
+    queue(&broker, "q", QueueConfig::default());
+    broker.send("q", vec![text("a")]).expect("send");
+    clock.advance_ms(250);
+    let stats = broker.queue_stats("q").expect("stats");
+    assert_eq!(stats.ready, 1);
+    assert_eq!(stats.oldest_ready_age_ms, Some(250));
+}
