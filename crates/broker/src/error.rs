@@ -4,7 +4,7 @@ use switchyard_log::{BatchError, LogError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("topic `{0}` does not exist; `switchyard topic list` shows the topics")]
+    #[error("topic `{0}` does not exist{hint}", hint = unknown_topic_hint(.0))]
     UnknownTopic(String),
     #[error("topic `{0}` already exists")]
     TopicExists(String),
@@ -158,3 +158,15 @@ pub(crate) fn partition_count(partitions: u32) -> String {
 }
 
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// What to say after "topic X does not exist": a subscription's log is gone with its
+/// subscription; any other topic may be looked up.
+fn unknown_topic_hint(topic: &str) -> String {
+    match topic.strip_prefix(crate::subscription_log::LOG_TOPIC_PREFIX) {
+        Some(name) => format!(
+            "; it was the log of subscription `{name}`, which has been deleted (see \
+             `switchyard sub list`)"
+        ),
+        None => "; `switchyard topic list` shows the topics".to_string(),
+    }
+}
