@@ -17,7 +17,8 @@ use crate::error::{BrokerError, Result};
 use crate::queue::journal::Event;
 use crate::queue::service::Queue;
 use crate::queue::state::{Completion, DeathCause, Doomed, Pos, Prefetch};
-use crate::queues::{SendOutcome, SendRecord, RESERVED_PREFIX};
+use crate::queue_send::{SendOutcome, SendRecord};
+use crate::queues::RESERVED_PREFIX;
 
 /// How long a dead letter that its dead-letter queue refused (full) waits before a retry.
 const DEAD_LETTER_RETRY_MS: u64 = 1_000;

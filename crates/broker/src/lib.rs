@@ -28,6 +28,7 @@ pub mod maintenance;
 pub mod names;
 pub mod queue;
 mod queue_peek;
+mod queue_send;
 mod queues;
 pub mod route;
 pub mod rules;
@@ -48,7 +49,8 @@ pub use groups::{
 };
 pub use maintenance::{MaintenanceOptions, RetentionTotals};
 pub use queue::state::Prefetch;
-pub use queues::{Delivery, PendingSync, QueueStats, SendOutcome, SendRecord};
+pub use queue_send::{SendOutcome, SendRecord};
+pub use queues::{Delivery, PendingSync, QueueStats};
 pub use rules::{RuleSpec, TraceStep};
 pub use subscriptions::{StartAt, SubscriptionMode, SubscriptionSpec, SubscriptionSummary};
 pub use syncer::Durability;

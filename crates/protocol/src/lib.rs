@@ -7,7 +7,8 @@
 //! # Map
 //!
 //! - [`frame`]: length-prefixed framing; [`split_frame`] cuts payloads out of a stream.
-//! - [`request`]: [`Request`], [`RequestKind`], [`encode_request`], [`decode_request`].
+//! - [`request`]: [`Request`], [`RequestKind`] (numbered in `request_kind`), [`encode_request`],
+//!   [`decode_request`].
 //! - [`response`]: [`Response`], [`encode_response`], [`decode_response`].
 //! - [`types`]: structured values shared by bodies (topic config, offsets, group state).
 //! - [`queue_types`]: values of the queue requests (queue config, records to send,
@@ -45,6 +46,7 @@ pub mod pubsub_types;
 mod queue_request;
 pub mod queue_types;
 pub mod request;
+mod request_kind;
 pub mod response;
 mod rule_request;
 pub mod rule_types;
