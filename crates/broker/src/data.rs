@@ -34,6 +34,18 @@ impl Broker {
     /// the fsync separate lets an async server run it off its event loop.
     pub fn append(&self, topic: &str, partition: u32, batch: &Bytes) -> Result<Appended> {
         crate::broker::refuse_internal("write to", topic)?;
+        self.append_and_copy(topic, partition, batch)
+    }
+
+    /// [`Broker::append`] for the broker's own writers, which may write its own topics (a
+    /// queue on patterns reads `__sub.NAME`): appends, then copies to the subscription logs
+    /// that read the topic (none read the broker's own).
+    pub(crate) fn append_and_copy(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &Bytes,
+    ) -> Result<Appended> {
         let appended = self.append_unchecked(topic, partition, batch)?;
         // Subscription logs copy from the log, so they see the batch just stored.
         self.copy_appended(topic, partition);

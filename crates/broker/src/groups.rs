@@ -70,14 +70,16 @@ impl Broker {
                  {group}`"
             )));
         }
-        if topic.contains(['*', '>', ',']) {
-            if let Some(log) = self.subscription_log(group) {
+        // A subscription's group reads its log, which `group_topic` names for its patterns.
+        if let Some(log) = self.subscription_log(group) {
+            if topic != log.topic {
                 return Err(BrokerError::InvalidConfig(format!(
                     "group `{group}` is the subscription on `{}`, not on `{topic}`; consume it \
                      with those patterns",
                     log.spec.source
                 )));
             }
+        } else if topic.contains(['*', '>', ',']) {
             return Err(BrokerError::InvalidConfig(format!(
                 "`{topic}` is a pattern, and group `{group}` is not a subscription on it; \
                  create one first: switchyard sub create '{topic}' {group}"
@@ -94,17 +96,6 @@ impl Broker {
         let mut groups = self.inner.groups.lock();
         let Groups { live, store } = &mut *groups;
         if let Some(existing) = live.get(group) {
-            let log = existing
-                .topic
-                .strip_prefix(crate::subscription_log::LOG_TOPIC_PREFIX)
-                .and_then(|name| self.subscription_log(name));
-            if let Some(log) = log.filter(|_| existing.topic != topic) {
-                return Err(BrokerError::InvalidConfig(format!(
-                    "group `{group}` is the subscription on `{}`, not on `{topic}`; consume it \
-                     with those patterns",
-                    log.spec.source
-                )));
-            }
             if existing.topic != topic {
                 return Err(BrokerError::GroupTopicMismatch {
                     group: group.to_string(),

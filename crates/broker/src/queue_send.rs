@@ -206,14 +206,7 @@ impl Broker {
     ) -> Result<()> {
         for (partition, (builder, members)) in std::mem::take(batches) {
             // Appended now; an `always` topic's fsync waits until the queue's lock is free.
-            // A queue subscription on patterns reads its own log (`__sub.NAME`), which only
-            // the broker writes: sends and redrives to the queue go there directly.
-            let batch = builder.finish();
-            let appended = if crate::subscription_log::is_internal(&queue.topic.name) {
-                self.append_unchecked(&queue.topic.name, partition, &batch)?
-            } else {
-                self.append(&queue.topic.name, partition, &batch)?
-            };
+            let appended = self.append_and_copy(&queue.topic.name, partition, &builder.finish())?;
             if appended.needs_sync {
                 to_sync.insert(partition);
             }

@@ -93,39 +93,11 @@ impl Copies {
 }
 
 impl Broker {
-    /// Copies the records of `topic`/`partition` from the cursor to the end of the log,
-    /// those passing the filter, into `log`; returns the number of copies. This is the
-    /// path of every append, where one partition has something new.
-    pub(crate) fn copy_partition(
-        &self,
-        log: &SubscriptionLog,
-        state: &mut CopyState,
-        topic: &str,
-        partition: u32,
-    ) -> Result<usize> {
-        let mut source = self.open_source(log, state, topic, partition)?;
-        let mut copied = 0;
-        loop {
-            self.refill(log, &mut source)?;
-            if source.pending.is_empty() {
-                // Records removed by retention may have moved the cursor on.
-                let nothing = Copies::new(1);
-                self.flush(log, state, nothing, std::slice::from_ref(&source))?;
-                return Ok(copied);
-            }
-            let mut copies = Copies::new(self.topic(&log.topic)?.partition_count());
-            while let Some(record) = source.pending.pop_front() {
-                source.copied_to = record.offset + 1;
-                copies.add(log, &source, &record);
-            }
-            copied += copies.count;
-            self.flush(log, state, copies, std::slice::from_ref(&source))?;
-        }
-    }
-
-    /// Copies whatever is missing from several source partitions, merged by record time
-    /// (ties in the order given), so that history copied at creation or after a crash
-    /// comes close to the order it was published in.
+    /// Copies into `log` what is missing from source partitions, from each one's cursor to
+    /// its end, those records passing the filter; returns the number of copies. Several
+    /// sources are merged by record time (ties in the order given), so that history copied
+    /// at creation or after a crash comes close to the order it was published in; an append
+    /// passes the one partition it wrote to.
     pub(crate) fn copy_merged(
         &self,
         log: &SubscriptionLog,

@@ -250,7 +250,6 @@ impl Broker {
                     "subscription lost its log or its reader; removing what is left of it"
                 );
                 self.delete_subscription_log(&spec.name)?;
-                drop(files);
                 continue;
             }
             let log = SubscriptionLog::compile(spec, files)?;
@@ -304,7 +303,8 @@ impl Broker {
         };
         for log in readers {
             let mut state = log.state.lock();
-            if let Err(err) = self.copy_partition(&log, &mut state, topic, partition) {
+            let source = [(topic.to_string(), partition)];
+            if let Err(err) = self.copy_merged(&log, &mut state, &source, None) {
                 tracing::warn!(
                     subscription = %log.spec.name, topic, partition, error = %err,
                     "copy into the subscription log failed; retrying at the next tick"
@@ -426,9 +426,13 @@ impl Broker {
     pub(crate) fn forget_source_topic(&self, topic: &str) -> Result<()> {
         let logs = self.all_subscription_logs();
         for log in logs {
-            let removed = log.state.lock().cursors.remove(topic).is_some();
+            let removed = {
+                let mut state = log.state.lock();
+                let removed = state.cursors.remove(topic).is_some();
+                state.dirty |= removed;
+                removed
+            };
             if removed {
-                log.state.lock().dirty = true;
                 self.checkpoint(&log)?;
             }
         }
